@@ -1,0 +1,264 @@
+//! `pushrelay bench`: end-to-end throughput and latency of the pipeline.
+//!
+//! It works in its own database (`<configured name>_bench`, recreated each
+//! run) so it never touches real data. Two phases, both through the outbox
+//! table and the real daemon:
+//!
+//! 1. *throughput*: seed the devices and a backlog of notifications, start
+//!    the daemon, time until every delivery is accepted by the provider;
+//! 2. *latency*: a producer inserts notifications at a steady rate while the
+//!    daemon runs; latency is enqueue (`created_at`) → provider accepted.
+//!
+//! The last line printed is machine-readable.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{AppSettings, ProviderSettings, Settings};
+use crate::daemon::Daemon;
+use crate::providers::Providers;
+use crate::templates::Templates;
+use crate::{db, telemetry};
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Users to seed; each has an iOS and an Android device.
+    #[arg(long, default_value_t = 50_000)]
+    pub users: u32,
+    /// Notifications in the throughput backlog (each → 2 deliveries).
+    #[arg(long, default_value_t = 100_000)]
+    pub notifications: u32,
+    /// Notifications per second in the latency phase.
+    #[arg(long, default_value_t = 1_000)]
+    pub rate: u32,
+    /// Seconds the latency phase lasts.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Simulated provider latency (ms), plus up to --jitter-ms more.
+    #[arg(long, default_value_t = 2)]
+    pub latency_ms: u64,
+    #[arg(long, default_value_t = 3)]
+    pub jitter_ms: u64,
+    /// Share of sends the simulator fails transiently (retried).
+    #[arg(long, default_value_t = 0.0)]
+    pub transient_rate: f64,
+}
+
+const APP: &str = "bench";
+
+pub async fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
+    if std::env::var_os("RUST_LOG").is_none() {
+        settings.telemetry.level = "warn".into();
+    }
+    telemetry::init(&settings.telemetry);
+    let base = db::connect_options(&settings.database.url)?;
+    let name = format!("{}_bench", base.get_database().unwrap_or("pushrelay"));
+    recreate_database(&settings.database.url, &name).await?;
+    settings.database.url = format!(
+        "postgres://{}@{}:{}/{}",
+        base.get_username(),
+        base.get_host(),
+        base.get_port(),
+        name
+    );
+    let pool = db::connect(&settings.database).await?;
+    db::migrate(&pool).await?;
+
+    settings.apps.clear();
+    settings.apps.insert(
+        APP.into(),
+        AppSettings {
+            default_locale: "en".into(),
+            ios: Some(ProviderSettings::Simulator),
+            android: Some(ProviderSettings::Simulator),
+        },
+    );
+    settings.simulator.latency_ms = args.latency_ms;
+    settings.simulator.latency_jitter_ms = args.jitter_ms;
+    settings.simulator.transient_error_rate = args.transient_rate;
+    settings.simulator.rules.clear();
+    settings.retry.urgent.base_ms = 100;
+    settings.validate()?;
+
+    println!(
+        "seeding {} users × 2 devices and {} notifications…",
+        args.users, args.notifications
+    );
+    sqlx::query(
+        "INSERT INTO pushrelay.devices (app, user_id, platform, token, locale)
+         SELECT $1, 'u' || i, p.platform,
+                CASE p.platform WHEN 'ios' THEN md5('i' || i) || md5('j' || i) ELSE 'bench-android:' || i END,
+                CASE WHEN i % 3 = 0 THEN 'pt-BR' ELSE 'en' END
+           FROM generate_series(1, $2) i, (VALUES ('ios'), ('android')) p(platform)",
+    )
+    .bind(APP)
+    .bind(args.users as i32)
+    .execute(&pool)
+    .await?;
+    let chunk = 10_000;
+    for start in (0..args.notifications).step_by(chunk) {
+        let end = (start + chunk as u32).min(args.notifications);
+        insert_notifications(&pool, start as i32, end as i32, args.users as i32).await?;
+    }
+    sqlx::query("ANALYZE").execute(&pool).await?;
+    let expected = args.notifications as i64 * 2;
+
+    let settings = Arc::new(settings);
+    let templates = Arc::new(Templates::load(&settings.templates.dir)?);
+    let providers = Providers::from_settings(&settings);
+    let stop = CancellationToken::new();
+    let started_db: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
+        .fetch_one(&pool)
+        .await?;
+    let started = Instant::now();
+    let daemon = tokio::spawn(
+        Daemon::new(pool.clone(), settings.clone(), providers, templates)
+            .run(stop.clone(), CancellationToken::new()),
+    );
+
+    // Phase 1: drain the backlog.
+    loop {
+        let done: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pushrelay.deliveries WHERE state NOT IN ('pending', 'sending')",
+        )
+        .fetch_one(&pool)
+        .await?;
+        if done >= expected {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "throughput phase did not finish in 10 minutes ({done}/{expected})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (delivered, last): (i64, Option<chrono::DateTime<chrono::Utc>>) = sqlx::query_as(
+        "SELECT count(*), max(a.finished_at) FROM pushrelay.deliveries d
+           JOIN pushrelay.attempts a ON a.delivery_id = d.id AND a.outcome = 'delivered'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    let secs = (last.unwrap_or(started_db) - started_db).num_milliseconds() as f64 / 1000.0;
+    let throughput = delivered as f64 / secs.max(0.001);
+    println!("throughput: {delivered} of {expected} deliveries accepted in {secs:.2} s = {throughput:.0} deliveries/s");
+
+    // Phase 2: steady producer.
+    let phase2: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
+        .fetch_one(&pool)
+        .await?;
+    let tick = Duration::from_millis(10);
+    let per_tick = (args.rate as f64 * tick.as_secs_f64()).round().max(1.0) as i32;
+    let mut next = args.notifications as i32;
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let producer_start = Instant::now();
+    while producer_start.elapsed() < Duration::from_secs(args.duration) {
+        interval.tick().await;
+        insert_notifications(&pool, next, next + per_tick, args.users as i32).await?;
+        next += per_tick;
+    }
+    let produced = (next - args.notifications as i32) as i64;
+    let settle = Instant::now();
+    loop {
+        let open: i64 = sqlx::query_scalar(
+            "SELECT (SELECT count(*) FROM pushrelay.notifications WHERE state = 'pending')
+                  + (SELECT count(*) FROM pushrelay.deliveries WHERE state IN ('pending', 'sending'))",
+        )
+        .fetch_one(&pool)
+        .await?;
+        if open == 0 || settle.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.cancel();
+    daemon.await?;
+    let (n, p50, p99): (i64, Option<f64>, Option<f64>) = sqlx::query_as(
+        "SELECT count(*),
+                percentile_cont(0.5) WITHIN GROUP (ORDER BY ms),
+                percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)
+           FROM (SELECT extract(epoch FROM a.finished_at - n.created_at) * 1000 AS ms
+                   FROM pushrelay.notifications n
+                   JOIN pushrelay.deliveries d ON d.notification_id = n.id
+                   JOIN pushrelay.attempts a ON a.delivery_id = d.id AND a.outcome = 'delivered'
+                  WHERE n.created_at >= $1) l",
+    )
+    .bind(phase2)
+    .fetch_one(&pool)
+    .await?;
+    let (p50, p99) = (p50.unwrap_or(f64::NAN), p99.unwrap_or(f64::NAN));
+    let achieved = produced as f64 / args.duration as f64;
+    println!(
+        "latency: {produced} notifications at {achieved:.0}/s → {n} deliveries; enqueue → accepted p50 {p50:.1} ms, p99 {p99:.1} ms"
+    );
+    let rss = peak_rss_mb();
+    println!(
+        "simulator latency {}–{} ms; peak RSS {rss} MB (daemon and bench producer in one process)",
+        args.latency_ms,
+        args.latency_ms + args.jitter_ms
+    );
+    println!(
+        "deliveries_per_sec={throughput:.0} p50_ms={p50:.1} p99_ms={p99:.1} peak_rss_mb={rss}"
+    );
+    Ok(())
+}
+
+async fn insert_notifications(
+    pool: &sqlx::PgPool,
+    from: i32,
+    to: i32,
+    users: i32,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO pushrelay.notifications (app, user_id, template, data, priority, ttl_seconds)
+         SELECT $1, 'u' || (1 + (i * 7919) % $4), 'transfer_received',
+                jsonb_build_object('amount', (i % 1000) || '.00', 'currency', 'EUR', 'sender', 'Bench ' || i),
+                'urgent', 3600
+           FROM generate_series($2, $3 - 1) i",
+    )
+    .bind(APP)
+    .bind(from)
+    .bind(to)
+    .bind(users)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+async fn recreate_database(url: &str, name: &str) -> anyhow::Result<()> {
+    use sqlx::Connection;
+    let opts = db::connect_options(url)?;
+    let mut conn = sqlx::PgConnection::connect_with(&opts.clone().database("postgres"))
+        .await
+        .map_err(|source| db::DbError::Unreachable {
+            target: db::describe(&opts),
+            source,
+        })?;
+    let quoted = name.replace('"', "\"\"");
+    sqlx::raw_sql(&format!(
+        "DROP DATABASE IF EXISTS \"{quoted}\" WITH (FORCE)"
+    ))
+    .execute(&mut conn)
+    .await?;
+    sqlx::raw_sql(&format!("CREATE DATABASE \"{quoted}\""))
+        .execute(&mut conn)
+        .await?;
+    Ok(())
+}
+
+/// Peak resident set size of this process (VmHWM), in MiB.
+pub fn peak_rss_mb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb / 1024)
+        .unwrap_or(0)
+}

@@ -1,0 +1,366 @@
+//! Configuration: `config.toml`, layered under environment variables.
+//!
+//! Every key has a default, so a config file only states what differs. The
+//! layers, lowest first: built-in defaults, the config file, `DATABASE_URL`,
+//! then `PUSHRELAY__SECTION__KEY` variables (for example
+//! `PUSHRELAY__DATABASE__URL` or `PUSHRELAY__WORKER__LEASE_SECS`).
+//! [`Settings::validate`] turns a loaded config into either a usable one or a
+//! list of problems written for the operator, which `pushrelay check-config`
+//! prints.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::devices::Platform;
+use crate::retry::RetrySchedule;
+
+/// The database URL used when nothing else is configured (the demo's).
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/pushrelay";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("the configuration file {0} does not exist; pass --config with the right path or unset PUSHRELAY_CONFIG")]
+    MissingFile(PathBuf),
+    #[error("the configuration has {} problem(s):\n  - {}", .0.len(), .0.join("\n  - "))]
+    Invalid(Vec<String>),
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    pub worker: WorkerSettings,
+    pub retry: RetrySettings,
+    pub templates: TemplateSettings,
+    pub lanes: LaneSettings,
+    pub simulator: crate::providers::simulator::SimulatorSettings,
+    pub telemetry: TelemetrySettings,
+    pub apps: BTreeMap<String, AppSettings>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub max_connections: u32,
+    pub connect_timeout_secs: u64,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: DEFAULT_DATABASE_URL.into(),
+            max_connections: 16,
+            connect_timeout_secs: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerSettings {
+    /// Names this process in leases and receipts; empty means host:pid.
+    pub id: String,
+    /// Notifications claimed per fan-out transaction.
+    pub fanout_batch: u32,
+    /// Deliveries claimed per dispatch query, per lane.
+    pub dispatch_batch: u32,
+    /// How long a claimed delivery stays reserved for this process.
+    pub lease_secs: u64,
+    /// Fallback poll when no NOTIFY arrives (scheduled sends, retries).
+    pub poll_interval_ms: u64,
+    /// A provider call that takes longer is abandoned and retried.
+    pub send_timeout_ms: u64,
+    /// On SIGTERM: how long in-flight sends may take to finish.
+    pub shutdown_grace_secs: u64,
+    /// How long sends to an app's provider pause after it rejects our
+    /// credentials, so deliveries keep their attempts.
+    pub config_error_pause_secs: u64,
+    /// Consecutive transient failures that open an app's circuit breaker.
+    pub breaker_threshold: u32,
+    /// How long an open breaker keeps that app's sends on hold.
+    pub breaker_cooldown_secs: u64,
+    /// Finished notifications older than this are deleted (0 keeps all).
+    pub retention_days: u32,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            id: String::new(),
+            fanout_batch: 500,
+            dispatch_batch: 1000,
+            lease_secs: 60,
+            poll_interval_ms: 250,
+            send_timeout_ms: 10_000,
+            shutdown_grace_secs: 10,
+            config_error_pause_secs: 60,
+            breaker_threshold: 50,
+            breaker_cooldown_secs: 10,
+            retention_days: 30,
+        }
+    }
+}
+
+impl WorkerSettings {
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs)
+    }
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms)
+    }
+    pub fn send_timeout(&self) -> Duration {
+        Duration::from_millis(self.send_timeout_ms)
+    }
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrySettings {
+    pub urgent: RetrySchedule,
+    pub bulk: RetrySchedule,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        Self {
+            urgent: RetrySchedule::URGENT,
+            bulk: RetrySchedule::BULK,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TemplateSettings {
+    pub dir: PathBuf,
+}
+
+impl Default for TemplateSettings {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("templates"),
+        }
+    }
+}
+
+/// Each platform is dispatched by its own lane with its own concurrency
+/// budget, so one provider's slowness cannot take another's send slots.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LaneSettings {
+    pub ios: LaneSetting,
+    pub android: LaneSetting,
+}
+
+impl LaneSettings {
+    pub fn get(&self, platform: Platform) -> &LaneSetting {
+        match platform {
+            Platform::Ios => &self.ios,
+            Platform::Android => &self.android,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LaneSetting {
+    /// Sends in flight at once for this platform, per process.
+    pub concurrency: u32,
+}
+
+impl Default for LaneSetting {
+    fn default() -> Self {
+        Self { concurrency: 2000 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetrySettings {
+    /// `pretty` for people, `json` for log shippers.
+    pub format: String,
+    /// A tracing filter, overridden by `RUST_LOG`.
+    pub level: String,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            format: "pretty".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppSettings {
+    /// The locale used when neither the device's locale nor its language
+    /// has a template.
+    #[serde(default = "default_locale")]
+    pub default_locale: String,
+    pub ios: Option<ProviderSettings>,
+    pub android: Option<ProviderSettings>,
+}
+
+fn default_locale() -> String {
+    "en".into()
+}
+
+impl AppSettings {
+    pub fn provider(&self, platform: Platform) -> Option<&ProviderSettings> {
+        match platform {
+            Platform::Ios => self.ios.as_ref(),
+            Platform::Android => self.android.as_ref(),
+        }
+    }
+}
+
+/// Which provider sends an app's notifications for one platform.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "provider", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ProviderSettings {
+    /// The in-process simulator (see `[simulator]`): no credentials needed.
+    Simulator,
+}
+
+impl Settings {
+    /// Loads `path` (if given; else `config.toml` when present) under the
+    /// environment overrides.
+    pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
+        let mut builder = config::Config::builder();
+        match path {
+            Some(p) if !p.exists() => return Err(ConfigError::MissingFile(p.to_path_buf())),
+            Some(p) => builder = builder.add_source(config::File::from(p)),
+            None => {
+                builder = builder.add_source(config::File::with_name("config.toml").required(false))
+            }
+        }
+        // DATABASE_URL is the convention most tools share; the more specific
+        // PUSHRELAY__DATABASE__URL still wins when both are set.
+        if let (Ok(url), Err(_)) = (
+            std::env::var("DATABASE_URL"),
+            std::env::var("PUSHRELAY__DATABASE__URL"),
+        ) {
+            builder = builder.set_override("database.url", url)?;
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("PUSHRELAY")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        );
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        Ok(settings)
+    }
+
+    /// Checks what deserialization cannot: value ranges and relations
+    /// between keys. Returns every problem at once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if let Err(e) = self
+            .database
+            .url
+            .parse::<sqlx::postgres::PgConnectOptions>()
+        {
+            problems.push(format!(
+                "database.url is not a PostgreSQL URL ({e}); expected something like {DEFAULT_DATABASE_URL}"
+            ));
+        }
+        if self.database.max_connections < 4 {
+            problems.push(format!(
+                "database.max_connections is {}; the daemon needs at least 4 (listener, fan-out, two lanes)",
+                self.database.max_connections
+            ));
+        }
+        let w = &self.worker;
+        for (key, value) in [
+            ("worker.fanout_batch", w.fanout_batch as u64),
+            ("worker.dispatch_batch", w.dispatch_batch as u64),
+            ("worker.lease_secs", w.lease_secs),
+            ("worker.poll_interval_ms", w.poll_interval_ms),
+            ("worker.send_timeout_ms", w.send_timeout_ms),
+            ("lanes.ios.concurrency", self.lanes.ios.concurrency as u64),
+            (
+                "lanes.android.concurrency",
+                self.lanes.android.concurrency as u64,
+            ),
+        ] {
+            if value == 0 {
+                problems.push(format!("{key} must be greater than 0"));
+            }
+        }
+        if w.lease_secs * 1000 < 2 * w.send_timeout_ms {
+            problems.push(format!(
+                "worker.lease_secs ({} s) must be at least twice worker.send_timeout_ms ({} ms), \
+                 or another process may take over a delivery that is still being sent",
+                w.lease_secs, w.send_timeout_ms
+            ));
+        }
+        for (name, schedule) in [
+            ("retry.urgent", &self.retry.urgent),
+            ("retry.bulk", &self.retry.bulk),
+        ] {
+            problems.extend(
+                schedule
+                    .problems()
+                    .into_iter()
+                    .map(|p| format!("{name}: {p}")),
+            );
+        }
+        if !matches!(self.telemetry.format.as_str(), "pretty" | "json") {
+            problems.push(format!(
+                "telemetry.format is {:?}; use \"pretty\" or \"json\"",
+                self.telemetry.format
+            ));
+        }
+        problems.extend(self.simulator.problems());
+        if self.apps.is_empty() {
+            problems.push(
+                "no apps are configured; add an [apps.<name>] section with an ios or android provider".into(),
+            );
+        }
+        for (name, app) in &self.apps {
+            if !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+            {
+                problems.push(format!(
+                    "app name {name:?} may only use lowercase letters, digits, '-' and '_'"
+                ));
+            }
+            if app.ios.is_none() && app.android.is_none() {
+                problems.push(format!(
+                    "apps.{name} has no provider; add `ios = {{ provider = \"simulator\" }}` or an android one"
+                ));
+            }
+        }
+        if !self.templates.dir.is_dir() {
+            problems.push(format!(
+                "templates.dir {} is not a directory; point it at the folder holding <template>/<locale>.toml files",
+                self.templates.dir.display()
+            ));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    pub fn retry_schedule(&self, priority: crate::retry::Priority) -> &RetrySchedule {
+        match priority {
+            crate::retry::Priority::Urgent => &self.retry.urgent,
+            crate::retry::Priority::Bulk => &self.retry.bulk,
+        }
+    }
+}

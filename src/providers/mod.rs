@@ -1,0 +1,162 @@
+//! The provider interface: what dispatch hands a push provider and what a
+//! provider must answer.
+//!
+//! A provider turns one rendered [`Message`] into one request to APNs, FCM or
+//! SNS and classifies the answer into a [`SendError`] variant that says what
+//! happens next (retry, give up, kill the token, pause the app). The retry
+//! decision itself is made by [`crate::retry`], never by a provider.
+//!
+//! [`Providers`] maps each configured app and platform to its provider.
+
+pub mod simulator;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::config::{ProviderSettings, Settings};
+use crate::devices::{Environment, Platform};
+use crate::retry::Priority;
+use crate::templates::Rendered;
+
+/// One push to one device, ready to be mapped onto a provider's wire format.
+#[derive(Debug)]
+pub struct Message<'a> {
+    pub notification_id: Uuid,
+    pub delivery_id: i64,
+    pub app: &'a str,
+    pub platform: Platform,
+    pub token: &'a str,
+    pub environment: Environment,
+    pub priority: Priority,
+    pub collapse_key: Option<&'a str>,
+    pub expires_at: DateTime<Utc>,
+    pub content: &'a Rendered,
+}
+
+/// A provider's answer when the push was not accepted. Each variant says
+/// what happens next.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SendError {
+    /// Try again later (timeouts, resets, 429, 5xx), no sooner than
+    /// `retry_after` when the provider said so.
+    #[error("transient failure{}: {reason}", status_suffix(*.status))]
+    Transient {
+        status: Option<u16>,
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    /// The message is wrong; sending it again cannot succeed.
+    #[error("rejected{}: {reason}", status_suffix(*.status))]
+    Permanent { status: Option<u16>, reason: String },
+    /// The device token is no longer valid: invalidate the device. `since`
+    /// is when the provider says it became invalid (APNs 410 `timestamp`).
+    #[error("token no longer valid{}: {reason}", status_suffix(*.status))]
+    TokenDead {
+        status: Option<u16>,
+        reason: String,
+        since: Option<DateTime<Utc>>,
+    },
+    /// Our credentials or provider setup are wrong: pause this app's sends
+    /// and alert; the delivery keeps its attempt.
+    #[error("provider configuration error{}: {reason}", status_suffix(*.status))]
+    Config { status: Option<u16>, reason: String },
+}
+
+fn status_suffix(status: Option<u16>) -> String {
+    status.map(|s| format!(" (HTTP {s})")).unwrap_or_default()
+}
+
+impl SendError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            SendError::Transient { status, .. }
+            | SendError::Permanent { status, .. }
+            | SendError::TokenDead { status, .. }
+            | SendError::Config { status, .. } => *status,
+        }
+    }
+
+    pub fn reason(&self) -> &str {
+        match self {
+            SendError::Transient { reason, .. }
+            | SendError::Permanent { reason, .. }
+            | SendError::TokenDead { reason, .. }
+            | SendError::Config { reason, .. } => reason,
+        }
+    }
+
+    /// The outcome name recorded in the attempt log.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            SendError::Transient { .. } => "transient",
+            SendError::Permanent { .. } => "permanent",
+            SendError::TokenDead { .. } => "token_dead",
+            SendError::Config { .. } => "config_error",
+        }
+    }
+}
+
+/// What a provider returns for an accepted push.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Accepted {
+    /// The provider's id for the message (`apns-id`, FCM message name).
+    pub provider_message_id: Option<String>,
+    pub status: Option<u16>,
+}
+
+#[async_trait]
+pub trait Provider: Send + Sync + 'static {
+    /// Recorded in every attempt (`apns`, `fcm`, `simulator`).
+    fn name(&self) -> &'static str;
+
+    /// Sends one message. Must not retry on its own: the caller records
+    /// every attempt and schedules retries. Timeouts are the caller's too.
+    async fn send(&self, msg: &Message<'_>) -> Result<Accepted, SendError>;
+}
+
+/// The provider for each configured (app, platform).
+#[derive(Clone, Default)]
+pub struct Providers {
+    /// Per app, the provider for each platform (indexed by `Platform::index`).
+    routes: HashMap<String, [Option<Arc<dyn Provider>>; 2]>,
+    simulator: Option<Arc<simulator::Simulator>>,
+}
+
+impl Providers {
+    /// Builds every provider the settings name. Apps routed to the simulator
+    /// share one instance, so its fault script and counters are global.
+    pub fn from_settings(settings: &Settings) -> Providers {
+        let mut providers = Providers::default();
+        for (app, app_settings) in &settings.apps {
+            for platform in Platform::ALL {
+                let Some(p) = app_settings.provider(platform) else {
+                    continue;
+                };
+                let provider: Arc<dyn Provider> = match p {
+                    ProviderSettings::Simulator => providers
+                        .simulator
+                        .get_or_insert_with(|| {
+                            Arc::new(simulator::Simulator::new(settings.simulator.clone()))
+                        })
+                        .clone(),
+                };
+                providers.routes.entry(app.clone()).or_default()[platform.index()] = Some(provider);
+            }
+        }
+        providers
+    }
+
+    pub fn get(&self, app: &str, platform: Platform) -> Option<&Arc<dyn Provider>> {
+        self.routes.get(app)?[platform.index()].as_ref()
+    }
+
+    /// The shared simulator, when any app uses it (tests read its counters).
+    pub fn simulator(&self) -> Option<&Arc<simulator::Simulator>> {
+        self.simulator.as_ref()
+    }
+}
