@@ -180,7 +180,7 @@ pub async fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> 
         "SELECT count(*),
                 percentile_cont(0.5) WITHIN GROUP (ORDER BY ms),
                 percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)
-           FROM (SELECT extract(epoch FROM a.finished_at - n.created_at) * 1000 AS ms
+           FROM (SELECT (extract(epoch FROM a.finished_at - n.created_at) * 1000)::float8 AS ms
                    FROM pushrelay.notifications n
                    JOIN pushrelay.deliveries d ON d.notification_id = n.id
                    JOIN pushrelay.attempts a ON a.delivery_id = d.id AND a.outcome = 'delivered'

@@ -1,0 +1,158 @@
+//! Shared test harness: a migrated pool on the test's own database, test
+//! settings with fast retries, and a daemon running in the background.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pushrelay::config::{AppSettings, ProviderSettings, Settings};
+use pushrelay::daemon::Daemon;
+use pushrelay::devices::{self, Environment, NewDevice, Platform};
+use pushrelay::providers::simulator::{Behaviour, Rule};
+use pushrelay::providers::Providers;
+use pushrelay::templates::Templates;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const APP: &str = "bank";
+
+/// A pool of its own on the test database (several per test simulate
+/// several processes), with the schema applied the way `migrate` does.
+pub async fn pool(opts: &PgConnectOptions) -> PgPool {
+    let pool = PgPoolOptions::new()
+        .max_connections(10)
+        .connect_with(opts.clone())
+        .await
+        .expect("connect to the test database");
+    pushrelay::db::migrate(&pool).await.expect("migrate");
+    pool
+}
+
+/// Settings for tests: one app on the simulator, millisecond retries, a
+/// short poll, and the simulator rules the tests rely on.
+pub fn settings() -> Settings {
+    let mut s = Settings::default();
+    s.templates.dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+    s.apps.insert(
+        APP.into(),
+        AppSettings {
+            default_locale: "en".into(),
+            ios: Some(ProviderSettings::Simulator),
+            android: Some(ProviderSettings::Simulator),
+        },
+    );
+    s.worker.poll_interval_ms = 50;
+    s.worker.send_timeout_ms = 2_000;
+    s.worker.config_error_pause_secs = 30;
+    s.retry.urgent.base_ms = 100;
+    s.retry.urgent.min_delay_ms = 10;
+    s.retry.urgent.cap_ms = 2_000;
+    s.simulator.latency_ms = 1;
+    s.simulator.latency_jitter_ms = 2;
+    let rule = |prefix: &str, behaviour, times| Rule {
+        token_prefix: prefix.into(),
+        behaviour,
+        times,
+        retry_after_secs: None,
+    };
+    s.simulator.rules = vec![
+        rule("dead", Behaviour::Unregistered, None),
+        rule("bad0", Behaviour::BadMessage, None),
+        rule("fa11", Behaviour::Transient, Some(4)),
+        Rule {
+            retry_after_secs: Some(1),
+            ..rule("ca11", Behaviour::RateLimited, Some(1))
+        },
+        rule("c0f1", Behaviour::ConfigError, None),
+        rule("510e", Behaviour::Timeout, None),
+    ];
+    s
+}
+
+pub struct Running {
+    pub stop: CancellationToken,
+    pub hard_stop: CancellationToken,
+    pub handle: JoinHandle<()>,
+    pub providers: Providers,
+}
+
+impl Running {
+    /// Graceful stop, waiting for the daemon to return.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        self.handle.await.expect("daemon task");
+    }
+}
+
+pub fn start(pool: &PgPool, settings: Settings) -> Running {
+    let providers = Providers::from_settings(&settings);
+    start_with(pool, settings, providers)
+}
+
+/// Starts a daemon with the given providers (two daemons sharing one
+/// simulator can then be compared against one request count).
+pub fn start_with(pool: &PgPool, settings: Settings, providers: Providers) -> Running {
+    let templates = Arc::new(Templates::load(&settings.templates.dir).expect("templates"));
+    let (stop, hard_stop) = (CancellationToken::new(), CancellationToken::new());
+    let daemon = Daemon::new(pool.clone(), Arc::new(settings), providers.clone(), templates);
+    let handle = tokio::spawn(daemon.run(stop.clone(), hard_stop.clone()));
+    Running {
+        stop,
+        hard_stop,
+        handle,
+        providers,
+    }
+}
+
+/// A valid-looking APNs token starting with `prefix` (hex), unique per `n`.
+pub fn ios_token(prefix: &str, n: u32) -> String {
+    format!("{prefix}{:0>width$x}", n, width = 64 - prefix.len())
+}
+
+pub async fn add_device(pool: &PgPool, user: &str, platform: Platform, token: &str) -> i64 {
+    devices::register(
+        pool,
+        &NewDevice {
+            app: APP,
+            user_id: user,
+            platform,
+            token,
+            environment: Environment::Production,
+            locale: "en",
+            timezone: "UTC",
+        },
+    )
+    .await
+    .expect("register device")
+}
+
+/// Polls `sql` (a query returning one bigint) until it returns `want`.
+/// The bound only keeps a broken build from hanging; it is not a timing
+/// assertion.
+pub async fn wait_for(pool: &PgPool, sql: &str, want: i64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = -1;
+    while Instant::now() < deadline {
+        last = sqlx::query_scalar::<_, i64>(sql)
+            .fetch_one(pool)
+            .await
+            .expect("wait_for query");
+        if last == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("waited 30 s for `{sql}` to be {want}; last value {last}");
+}
+
+pub async fn count(pool: &PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.expect("count query")
+}
+
+/// Deliveries not yet in a final state.
+pub const OPEN: &str =
+    "SELECT (SELECT count(*) FROM pushrelay.notifications WHERE state = 'pending')
+          + (SELECT count(*) FROM pushrelay.deliveries WHERE state IN ('pending', 'sending'))";

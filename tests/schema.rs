@@ -1,0 +1,29 @@
+//! Migrations: embedded, repeatable, and kept out of the producer's way.
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+#[sqlx::test(migrations = false)]
+async fn migrations_are_repeatable_and_live_in_their_own_schema(_: PgPoolOptions, opts: PgConnectOptions) {
+    let pool = PgPoolOptions::new().connect_with(opts).await.unwrap();
+    let err = pushrelay::db::check_schema(&pool).await.unwrap_err().to_string();
+    assert!(err.contains("run `pushrelay migrate`"), "{err}");
+
+    pushrelay::db::migrate(&pool).await.unwrap();
+    pushrelay::db::migrate(&pool).await.unwrap();
+    pushrelay::db::check_schema(&pool).await.unwrap();
+
+    // The producer's own sqlx migrations table (in public) is untouched.
+    let public: Option<String> = sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations')::text")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(public, None);
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'pushrelay'
+            AND table_name IN ('devices', 'notifications', 'deliveries', 'attempts', '_sqlx_migrations')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(tables, 5);
+}
