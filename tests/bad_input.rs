@@ -10,11 +10,18 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
 async fn insert_error(pool: &PgPool, sql: &str) -> String {
-    sqlx::raw_sql(sql).execute(pool).await.expect_err("the insert must be refused").to_string()
+    sqlx::raw_sql(sql)
+        .execute(pool)
+        .await
+        .expect_err("the insert must be refused")
+        .to_string()
 }
 
 #[sqlx::test(migrations = false)]
-async fn malformed_rows_are_refused_in_the_producers_transaction(_: PgPoolOptions, opts: PgConnectOptions) {
+async fn malformed_rows_are_refused_in_the_producers_transaction(
+    _: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
     let pool = pool(&opts).await;
     let cases = [
         ("INSERT INTO pushrelay.notifications (app, user_id, template, data) VALUES ('bank', 'u', 't', '{\"amount\": ')",
@@ -36,22 +43,47 @@ async fn malformed_rows_are_refused_in_the_producers_transaction(_: PgPoolOption
         let err = insert_error(&pool, sql).await;
         assert!(err.contains(expected), "{sql}\n → {err}");
     }
-    assert_eq!(count(&pool, "SELECT count(*) FROM pushrelay.notifications").await, 0);
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM pushrelay.notifications").await,
+        0
+    );
 
     // The library API names the problem before it reaches the database.
-    let err = outbox::enqueue(&pool, &NewNotification {
-        app: APP.into(), user_id: Some("u".into()), template: Some("t".into()),
-        data: serde_json::json!([1]), ..Default::default()
-    }).await.unwrap_err();
+    let err = outbox::enqueue(
+        &pool,
+        &NewNotification {
+            app: APP.into(),
+            user_id: Some("u".into()),
+            template: Some("t".into()),
+            data: serde_json::json!([1]),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, OutboxError::BadData(_)), "{err}");
 
     // Garbage tokens are refused at registration, and the error masks them.
     let garbage = "this is not an apns token at all, it has spaces in it!!";
-    let err = devices::register(&pool, &NewDevice {
-        app: APP, user_id: "u", platform: Platform::Ios, token: garbage,
-        environment: Environment::Production, locale: "en", timezone: "UTC",
-    }).await.unwrap_err().to_string();
-    assert!(err.contains("hex digits") && !err.contains(garbage), "{err}");
+    let err = devices::register(
+        &pool,
+        &NewDevice {
+            app: APP,
+            user_id: "u",
+            platform: Platform::Ios,
+            token: garbage,
+            environment: Environment::Production,
+            locale: "en",
+            timezone: "UTC",
+        },
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("hex digits") && !err.contains(garbage),
+        "{err}"
+    );
 }
 
 #[sqlx::test(migrations = false)]
@@ -96,19 +128,36 @@ async fn bad_notifications_fail_with_a_reason_and_the_daemon_keeps_running(
     assert_eq!(state, "failed");
     assert!(why.unwrap().contains("unknown app 'nope'"));
     let (_, _, err) = reason("unknown-template").await;
-    assert!(err.unwrap().contains("unknown template \"no_such_template\""));
+    assert!(err
+        .unwrap()
+        .contains("unknown template \"no_such_template\""));
     let (_, _, err) = reason("missing-variable").await;
     let err = err.unwrap();
-    assert!(err.contains("\"amount\"") && err.contains("\"sender\""), "{err}");
+    assert!(
+        err.contains("\"amount\"") && err.contains("\"sender\""),
+        "{err}"
+    );
     let (_, _, err) = reason("oversized").await;
     assert!(err.unwrap().contains("PayloadTooLarge"));
-    assert_eq!(count(&pool, "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'failed'").await, 3);
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'failed'"
+        )
+        .await,
+        3
+    );
 
     // Still running: a good notification goes through.
     sqlx::query("INSERT INTO pushrelay.notifications (app, user_id, body) VALUES ('bank', 'u1', 'still here')")
         .execute(&pool)
         .await
         .unwrap();
-    wait_for(&pool, "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'delivered'", 1).await;
+    wait_for(
+        &pool,
+        "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'delivered'",
+        1,
+    )
+    .await;
     daemon.shutdown().await;
 }

@@ -10,8 +10,11 @@ use sqlx::PgPool;
 
 /// The INSERT exactly as the README shows it, between its markers.
 fn readme_insert() -> String {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let start = readme.find("<!-- outbox-insert -->").expect("README marker") ;
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("<!-- outbox-insert -->")
+        .expect("README marker");
     let block = &readme[start..];
     let sql_start = block.find("```sql\n").expect("sql block") + "```sql\n".len();
     let sql_end = block[sql_start..].find("```").unwrap() + sql_start;
@@ -22,7 +25,13 @@ fn readme_insert() -> String {
 /// old, invalidated iPhone.
 async fn readme_recipient(pool: &PgPool) -> (i64, i64, i64) {
     let a = add_device(pool, "user-4711", Platform::Ios, &ios_token("a1", 1)).await;
-    let b = add_device(pool, "user-4711", Platform::Android, "fcm-token-of-user-4711").await;
+    let b = add_device(
+        pool,
+        "user-4711",
+        Platform::Android,
+        "fcm-token-of-user-4711",
+    )
+    .await;
     let c = add_device(pool, "user-4711", Platform::Ios, &ios_token("a1", 2)).await;
     pushrelay::devices::remove(pool, c).await.unwrap();
     (a, b, c)
@@ -39,19 +48,37 @@ async fn readme_insert_in_a_committed_transaction_reaches_every_active_device(
 
     // The producer's own write and the notification commit together.
     let mut tx = pool.begin().await.unwrap();
-    sqlx::query("CREATE TEMP TABLE transfers (id int)").execute(&mut *tx).await.unwrap();
-    sqlx::query("INSERT INTO transfers VALUES (1)").execute(&mut *tx).await.unwrap();
-    sqlx::raw_sql(&readme_insert()).execute(&mut *tx).await.unwrap();
-    tx.commit().await.unwrap();
-
-    wait_for(&pool, "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'delivered'", 2).await;
-    let mut devices: Vec<i64> = sqlx::query_scalar("SELECT device_id FROM pushrelay.deliveries ORDER BY device_id")
-        .fetch_all(&pool)
+    sqlx::query("CREATE TEMP TABLE transfers (id int)")
+        .execute(&mut *tx)
         .await
         .unwrap();
+    sqlx::query("INSERT INTO transfers VALUES (1)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::raw_sql(&readme_insert())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    wait_for(
+        &pool,
+        "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'delivered'",
+        2,
+    )
+    .await;
+    let mut devices: Vec<i64> =
+        sqlx::query_scalar("SELECT device_id FROM pushrelay.deliveries ORDER BY device_id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
     devices.sort();
     assert_eq!(devices, vec![ios, android]);
-    assert!(!devices.contains(&old), "an invalidated device must be skipped");
+    assert!(
+        !devices.contains(&old),
+        "an invalidated device must be skipped"
+    );
     let simulator = daemon.providers.simulator().unwrap();
     assert_eq!(simulator.attempts_for(&ios_token("a1", 1)), 1);
     assert_eq!(simulator.attempts_for("fcm-token-of-user-4711"), 1);
@@ -59,13 +86,19 @@ async fn readme_insert_in_a_committed_transaction_reaches_every_active_device(
 }
 
 #[sqlx::test(migrations = false)]
-async fn readme_insert_in_a_rolled_back_transaction_sends_nothing(_: PgPoolOptions, opts: PgConnectOptions) {
+async fn readme_insert_in_a_rolled_back_transaction_sends_nothing(
+    _: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
     let pool = pool(&opts).await;
     readme_recipient(&pool).await;
     let daemon = start(&pool, settings());
 
     let mut tx = pool.begin().await.unwrap();
-    sqlx::raw_sql(&readme_insert()).execute(&mut *tx).await.unwrap();
+    sqlx::raw_sql(&readme_insert())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
     tx.rollback().await.unwrap();
     // A committed notification afterwards proves the daemon was running
     // and would have picked the first one up.
@@ -80,33 +113,66 @@ async fn readme_insert_in_a_rolled_back_transaction_sends_nothing(_: PgPoolOptio
     )
     .await
     .unwrap();
-    wait_for(&pool, "SELECT count(*) FROM pushrelay.notifications WHERE state <> 'pending'", 1).await;
+    wait_for(
+        &pool,
+        "SELECT count(*) FROM pushrelay.notifications WHERE state <> 'pending'",
+        1,
+    )
+    .await;
     wait_for(&pool, OPEN, 0).await;
 
-    assert_eq!(count(&pool, "SELECT count(*) FROM pushrelay.notifications").await, 1);
-    assert_eq!(count(&pool, "SELECT count(*) FROM pushrelay.deliveries").await, 0);
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM pushrelay.notifications").await,
+        1
+    );
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM pushrelay.deliveries").await,
+        0
+    );
     assert_eq!(daemon.providers.simulator().unwrap().requests(), 0);
     daemon.shutdown().await;
 }
 
 #[sqlx::test(migrations = false)]
-async fn the_same_idempotency_key_twice_is_one_notification(_: PgPoolOptions, opts: PgConnectOptions) {
+async fn the_same_idempotency_key_twice_is_one_notification(
+    _: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
     let pool = pool(&opts).await;
     readme_recipient(&pool).await;
-    sqlx::raw_sql(&readme_insert()).execute(&pool).await.unwrap();
+    sqlx::raw_sql(&readme_insert())
+        .execute(&pool)
+        .await
+        .unwrap();
     // The retried producer transaction must not fail: ON CONFLICT DO NOTHING.
-    sqlx::raw_sql(&readme_insert()).execute(&pool).await.unwrap();
-    assert_eq!(count(&pool, "SELECT count(*) FROM pushrelay.notifications").await, 1);
+    sqlx::raw_sql(&readme_insert())
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM pushrelay.notifications").await,
+        1
+    );
 
     let daemon = start(&pool, settings());
     wait_for(&pool, OPEN, 0).await;
-    assert_eq!(count(&pool, "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'delivered'").await, 2);
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'delivered'"
+        )
+        .await,
+        2
+    );
     assert_eq!(daemon.providers.simulator().unwrap().requests(), 2);
     daemon.shutdown().await;
 }
 
 #[sqlx::test(migrations = false)]
-async fn scheduled_notifications_wait_and_expired_ones_are_never_sent(_: PgPoolOptions, opts: PgConnectOptions) {
+async fn scheduled_notifications_wait_and_expired_ones_are_never_sent(
+    _: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
     let pool = pool(&opts).await;
     add_device(&pool, "u1", Platform::Android, "android-token-u1").await;
     let daemon = start(&pool, settings());
@@ -130,7 +196,12 @@ async fn scheduled_notifications_wait_and_expired_ones_are_never_sent(_: PgPoolO
     )
     .await;
     assert_eq!(early, 0);
-    wait_for(&pool, "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'delivered'", 1).await;
+    wait_for(
+        &pool,
+        "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'delivered'",
+        1,
+    )
+    .await;
     let sent_after_send_at: i64 = count(
         &pool,
         "SELECT count(*) FROM pushrelay.attempts a JOIN pushrelay.deliveries d ON d.id = a.delivery_id
@@ -164,12 +235,16 @@ async fn a_delivery_that_expires_while_waiting_for_a_retry_is_never_sent_again(
         .await
         .unwrap();
     wait_for(&pool, OPEN, 0).await;
-    let (state, err): (String, String) = sqlx::query_as("SELECT state, last_error FROM pushrelay.deliveries")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let (state, err): (String, String) =
+        sqlx::query_as("SELECT state, last_error FROM pushrelay.deliveries")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(state, "expired");
     assert!(err.contains("too late"), "{err}");
-    assert_eq!(daemon.providers.simulator().unwrap().attempts_for(&token), 1);
+    assert_eq!(
+        daemon.providers.simulator().unwrap().attempts_for(&token),
+        1
+    );
     daemon.shutdown().await;
 }

@@ -3,7 +3,6 @@
 
 mod common;
 
-
 use common::*;
 use pushrelay::providers::Providers;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -48,16 +47,41 @@ async fn two_daemons_send_every_delivery_exactly_once(_: PgPoolOptions, opts: Pg
     enqueue_each(&pool_a, 300).await;
 
     wait_for(&pool_a, OPEN, 0).await;
-    assert_eq!(count(&pool_a, "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'delivered' AND attempts = 1").await, 600);
-    assert_eq!(count(&pool_a, "SELECT count(*) FROM pushrelay.attempts").await, 600);
-    assert_eq!(providers.simulator().unwrap().requests(), 600, "the provider saw a duplicate");
-    assert_eq!(count(&pool_a, "SELECT count(DISTINCT worker) FROM pushrelay.attempts").await, 2, "both processes should have sent");
+    assert_eq!(
+        count(
+            &pool_a,
+            "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'delivered' AND attempts = 1"
+        )
+        .await,
+        600
+    );
+    assert_eq!(
+        count(&pool_a, "SELECT count(*) FROM pushrelay.attempts").await,
+        600
+    );
+    assert_eq!(
+        providers.simulator().unwrap().requests(),
+        600,
+        "the provider saw a duplicate"
+    );
+    assert_eq!(
+        count(
+            &pool_a,
+            "SELECT count(DISTINCT worker) FROM pushrelay.attempts"
+        )
+        .await,
+        2,
+        "both processes should have sent"
+    );
     a.shutdown().await;
     b.shutdown().await;
 }
 
 #[sqlx::test(migrations = false)]
-async fn deliveries_of_a_crashed_process_are_reclaimed_after_the_lease(_: PgPoolOptions, opts: PgConnectOptions) {
+async fn deliveries_of_a_crashed_process_are_reclaimed_after_the_lease(
+    _: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
     let (pool_a, pool_b) = (pool(&opts).await, pool(&opts).await);
     seed(&pool_a, 20).await;
     // Process A claims everything and hangs in the provider; then it dies
@@ -69,7 +93,12 @@ async fn deliveries_of_a_crashed_process_are_reclaimed_after_the_lease(_: PgPool
     slow.worker.id = "crashing-worker".into();
     let a = start(&pool_a, slow);
     enqueue_each(&pool_a, 20).await;
-    wait_for(&pool_a, "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'sending'", 40).await;
+    wait_for(
+        &pool_a,
+        "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'sending'",
+        40,
+    )
+    .await;
     a.handle.abort();
     let _ = a.handle.await;
     pool_a.close().await;
@@ -78,7 +107,14 @@ async fn deliveries_of_a_crashed_process_are_reclaimed_after_the_lease(_: PgPool
     s.worker.lease_secs = 4; // the rescuer looks every lease/4
     let b = start(&pool_b, s);
     wait_for(&pool_b, OPEN, 0).await;
-    assert_eq!(count(&pool_b, "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'delivered'").await, 40);
+    assert_eq!(
+        count(
+            &pool_b,
+            "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'delivered'"
+        )
+        .await,
+        40
+    );
     assert_eq!(count(&pool_b, "SELECT count(*) FROM pushrelay.attempts WHERE outcome = 'lost' AND worker = 'crashing-worker'").await, 40);
     assert_eq!(b.providers.simulator().unwrap().accepted(), 40);
     b.shutdown().await;
@@ -92,12 +128,24 @@ async fn graceful_shutdown_finishes_in_flight_sends(_: PgPoolOptions, opts: PgCo
     s.simulator.latency_ms = 500;
     let daemon = start(&pool, s);
     enqueue_each(&pool, 50).await;
-    wait_for(&pool, "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'sending'", 100).await;
+    wait_for(
+        &pool,
+        "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'sending'",
+        100,
+    )
+    .await;
     let simulator = daemon.providers.simulator().unwrap().clone();
     daemon.shutdown().await;
 
     assert_eq!(count(&pool, "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'sending' OR lease_owner IS NOT NULL").await, 0);
-    assert_eq!(count(&pool, "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'delivered'").await, 100);
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'delivered'"
+        )
+        .await,
+        100
+    );
     assert_eq!(simulator.accepted(), 100);
 }
 
@@ -109,7 +157,12 @@ async fn hard_shutdown_hands_unfinished_sends_back(_: PgPoolOptions, opts: PgCon
     s.simulator.latency_ms = 30_000;
     let daemon = start(&pool, s);
     enqueue_each(&pool, 50).await;
-    wait_for(&pool, "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'sending'", 100).await;
+    wait_for(
+        &pool,
+        "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'sending'",
+        100,
+    )
+    .await;
     daemon.stop.cancel();
     daemon.hard_stop.cancel();
     daemon.handle.await.unwrap();
@@ -119,12 +172,22 @@ async fn hard_shutdown_hands_unfinished_sends_back(_: PgPoolOptions, opts: PgCon
     // The next process sends them right away, without waiting for a lease.
     let next = start(&pool, settings());
     wait_for(&pool, OPEN, 0).await;
-    assert_eq!(count(&pool, "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'delivered' AND attempts = 1").await, 100);
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'delivered' AND attempts = 1"
+        )
+        .await,
+        100
+    );
     next.shutdown().await;
 }
 
 #[sqlx::test(migrations = false)]
-async fn the_listener_reconnects_after_losing_its_connection(_: PgPoolOptions, opts: PgConnectOptions) {
+async fn the_listener_reconnects_after_losing_its_connection(
+    _: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
     let pool = pool(&opts).await;
     seed(&pool, 2).await;
     let mut s = settings();
@@ -132,13 +195,35 @@ async fn the_listener_reconnects_after_losing_its_connection(_: PgPoolOptions, o
     s.worker.poll_interval_ms = 600_000;
     let daemon = start(&pool, s);
     let listener_pid = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%' ORDER BY backend_start DESC LIMIT 1";
-    wait_for(&pool, &format!("SELECT count(*) FROM ({listener_pid}) l"), 1).await;
-    let old: i32 = sqlx::query_scalar(listener_pid).fetch_one(&pool).await.unwrap();
+    wait_for(
+        &pool,
+        &format!("SELECT count(*) FROM ({listener_pid}) l"),
+        1,
+    )
+    .await;
+    let old: i32 = sqlx::query_scalar(listener_pid)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     // What a database restart or a network cut does to the connection.
-    sqlx::query("SELECT pg_terminate_backend($1)").bind(old).execute(&pool).await.unwrap();
-    wait_for(&pool, &format!("SELECT count(*) FROM ({listener_pid}) l WHERE pid <> {old}"), 1).await;
+    sqlx::query("SELECT pg_terminate_backend($1)")
+        .bind(old)
+        .execute(&pool)
+        .await
+        .unwrap();
+    wait_for(
+        &pool,
+        &format!("SELECT count(*) FROM ({listener_pid}) l WHERE pid <> {old}"),
+        1,
+    )
+    .await;
 
     enqueue_each(&pool, 2).await;
-    wait_for(&pool, "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'delivered'", 4).await;
+    wait_for(
+        &pool,
+        "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'delivered'",
+        4,
+    )
+    .await;
     daemon.shutdown().await;
 }

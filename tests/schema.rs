@@ -3,9 +3,15 @@
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 #[sqlx::test(migrations = false)]
-async fn migrations_are_repeatable_and_live_in_their_own_schema(_: PgPoolOptions, opts: PgConnectOptions) {
+async fn migrations_are_repeatable_and_live_in_their_own_schema(
+    _: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
     let pool = PgPoolOptions::new().connect_with(opts).await.unwrap();
-    let err = pushrelay::db::check_schema(&pool).await.unwrap_err().to_string();
+    let err = pushrelay::db::check_schema(&pool)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("run `pushrelay migrate`"), "{err}");
 
     pushrelay::db::migrate(&pool).await.unwrap();
@@ -13,10 +19,11 @@ async fn migrations_are_repeatable_and_live_in_their_own_schema(_: PgPoolOptions
     pushrelay::db::check_schema(&pool).await.unwrap();
 
     // The producer's own sqlx migrations table (in public) is untouched.
-    let public: Option<String> = sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations')::text")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let public: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations')::text")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(public, None);
     let tables: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'pushrelay'

@@ -97,7 +97,12 @@ pub fn start(pool: &PgPool, settings: Settings) -> Running {
 pub fn start_with(pool: &PgPool, settings: Settings, providers: Providers) -> Running {
     let templates = Arc::new(Templates::load(&settings.templates.dir).expect("templates"));
     let (stop, hard_stop) = (CancellationToken::new(), CancellationToken::new());
-    let daemon = Daemon::new(pool.clone(), Arc::new(settings), providers.clone(), templates);
+    let daemon = Daemon::new(
+        pool.clone(),
+        Arc::new(settings),
+        providers.clone(),
+        templates,
+    );
     let handle = tokio::spawn(daemon.run(stop.clone(), hard_stop.clone()));
     Running {
         stop,
@@ -149,7 +154,10 @@ pub async fn wait_for(pool: &PgPool, sql: &str, want: i64) {
 }
 
 pub async fn count(pool: &PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(pool).await.expect("count query")
+    sqlx::query_scalar(sql)
+        .fetch_one(pool)
+        .await
+        .expect("count query")
 }
 
 /// Deliveries not yet in a final state.
