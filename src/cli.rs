@@ -140,10 +140,26 @@ pub async fn main(cli: Cli) -> ExitCode {
     match dispatch(cli).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", describe_error(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, skipping a cause whose text the
+/// message already quotes (many errors embed their source).
+fn describe_error(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+    }
+    text
 }
 
 fn load_settings(path: Option<&std::path::Path>) -> anyhow::Result<Settings> {
@@ -182,6 +198,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let templates = Arc::new(Templates::load(&settings.templates.dir)?);
             let pool = db::connect(&settings.database).await?;
             db::check_schema(&pool).await?;
+            telemetry::init_metrics(&settings.metrics)?;
             let providers = Providers::from_settings(&settings);
             let (stop, hard) = (CancellationToken::new(), CancellationToken::new());
             tokio::spawn(watch_signals(stop.clone(), hard.clone()));

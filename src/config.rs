@@ -40,6 +40,7 @@ pub struct Settings {
     pub lanes: LaneSettings,
     pub simulator: crate::providers::simulator::SimulatorSettings,
     pub telemetry: TelemetrySettings,
+    pub metrics: MetricsSettings,
     pub apps: BTreeMap<String, AppSettings>,
 }
 
@@ -201,6 +202,14 @@ impl Default for TelemetrySettings {
     }
 }
 
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// Address for the Prometheus `/metrics` endpoint of `pushrelay run`,
+    /// e.g. "127.0.0.1:9464"; empty disables it.
+    pub listen: String,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppSettings {
@@ -321,6 +330,14 @@ impl Settings {
             problems.push(format!(
                 "telemetry.format is {:?}; use \"pretty\" or \"json\"",
                 self.telemetry.format
+            ));
+        }
+        if !self.metrics.listen.is_empty()
+            && self.metrics.listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            problems.push(format!(
+                "metrics.listen is {:?}; use host:port like \"127.0.0.1:9464\", or \"\" to disable",
+                self.metrics.listen
             ));
         }
         problems.extend(self.simulator.problems());

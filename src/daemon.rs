@@ -178,6 +178,9 @@ async fn fanout_loop(
         match outbox::fan_out(&pool, batch, &apps).await {
             Ok(stats) => {
                 backoff = Duration::from_millis(100);
+                metrics::counter!("pushrelay_notifications_fanned_out_total")
+                    .increment(stats.notifications);
+                metrics::counter!("pushrelay_deliveries_created_total").increment(stats.deliveries);
                 if stats.deliveries > 0 {
                     wakes.lanes();
                 }

@@ -185,6 +185,8 @@ impl Lane {
                 self.in_flight.fetch_add(1, Ordering::AcqRel);
                 tasks.spawn(self.send_task(row));
             }
+            metrics::gauge!("pushrelay_sends_in_flight", "platform" => self.platform.as_str())
+                .set(self.in_flight.load(Ordering::Relaxed) as f64);
             if got < want {
                 // Caught up: sleep until new work is signalled or the poll
                 // interval passes (scheduled retries need no signal).
@@ -453,6 +455,7 @@ async fn process(ctx: &Ctx, holds: &Holds, platform: Platform, row: Claimed) -> 
         }
         Verdict::RetryAt(at) => {
             if let Change::Opened { until } = holds.record_transient(&row.app, finished_at) {
+                metrics::counter!("pushrelay_provider_holds_total", "platform" => platform.as_str(), "reason" => "breaker").increment(1);
                 tracing::warn!(app = %row.app, %platform, %until, "provider failing every send: holding this app's sends (circuit breaker open)");
             }
             c.next_attempt_at = Some(at);
@@ -480,6 +483,7 @@ async fn process(ctx: &Ctx, holds: &Holds, platform: Platform, row: Claimed) -> 
         }
         Verdict::PauseProvider { until, reason } => {
             if let Change::Opened { until } = holds.hold(&row.app, until) {
+                metrics::counter!("pushrelay_provider_holds_total", "platform" => platform.as_str(), "reason" => "config_error").increment(1);
                 tracing::error!(app = %row.app, %platform, %until, %reason,
                     "the provider rejected this app's credentials: sends paused; fix the app's provider settings");
             }
@@ -487,6 +491,9 @@ async fn process(ctx: &Ctx, holds: &Holds, platform: Platform, row: Claimed) -> 
             c.undo_attempt = true;
         }
     }
+    metrics::counter!("pushrelay_attempts_total", "platform" => platform.as_str(), "outcome" => attempt.outcome).increment(1);
+    metrics::histogram!("pushrelay_send_duration_seconds", "platform" => platform.as_str())
+        .record((finished_at - started_at).num_microseconds().unwrap_or(0) as f64 / 1e6);
     c.attempt = Some(attempt);
     c
 }
@@ -646,5 +653,9 @@ async fn write_batch(pool: &PgPool, worker: &str, batch: &[Completion]) -> Resul
         .execute(&mut *tx)
         .await?;
     }
-    tx.commit().await
+    tx.commit().await?;
+    for c in batch {
+        metrics::counter!("pushrelay_deliveries_settled_total", "state" => c.state).increment(1);
+    }
+    Ok(())
 }

@@ -45,6 +45,7 @@ SELECT count(*) FROM requeued
     .fetch_one(pool)
     .await?;
     if rescued > 0 {
+        metrics::counter!("pushrelay_leases_rescued_total").increment(rescued as u64);
         tracing::warn!(rescued, "re-queued deliveries whose lease expired");
     }
     Ok(rescued as u64)

@@ -1,9 +1,39 @@
-//! Logging, set up once per process. `RUST_LOG` overrides the configured
-//! level; `json` format is for log shippers, `pretty` for terminals.
+//! Logs and metrics, set up once per process. `RUST_LOG` overrides the
+//! configured level; `json` format is for log shippers, `pretty` for
+//! terminals. Metrics are served in Prometheus format by `pushrelay run`.
 
 use tracing_subscriber::{fmt, prelude::*, EnvFilter};
 
-use crate::config::TelemetrySettings;
+use crate::config::{MetricsSettings, TelemetrySettings};
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot serve metrics on {addr}: {message}; change metrics.listen or set it to \"\" to disable"
+)]
+pub struct MetricsError {
+    addr: String,
+    message: String,
+}
+
+/// Starts the Prometheus endpoint, if configured. Needs a tokio runtime.
+pub fn init_metrics(settings: &MetricsSettings) -> Result<(), MetricsError> {
+    if settings.listen.is_empty() {
+        return Ok(());
+    }
+    let err = |message: String| MetricsError {
+        addr: settings.listen.clone(),
+        message,
+    };
+    let addr: std::net::SocketAddr = settings.listen.parse().map_err(|e| err(format!("{e}")))?;
+    // Bind first so a taken port is reported here, not in a background task.
+    std::net::TcpListener::bind(addr).map_err(|e| err(e.to_string()))?;
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .install()
+        .map_err(|e| err(e.to_string()))?;
+    tracing::info!(%addr, "serving Prometheus metrics at /metrics");
+    Ok(())
+}
 
 pub fn init(settings: &TelemetrySettings) {
     let filter = EnvFilter::try_from_default_env()
