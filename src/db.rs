@@ -116,12 +116,17 @@ pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
 /// this binary, instead of letting queries fail one by one.
 pub async fn check_schema(pool: &PgPool) -> Result<(), DbError> {
     let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
-    let applied: Option<i64> = sqlx::query_scalar(
-        "SELECT CASE WHEN to_regclass('pushrelay._sqlx_migrations') IS NULL THEN NULL
-                     ELSE (SELECT max(version) FROM pushrelay._sqlx_migrations WHERE success) END",
-    )
-    .fetch_one(pool)
-    .await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT to_regclass('pushrelay._sqlx_migrations') IS NOT NULL")
+            .fetch_one(pool)
+            .await?;
+    let applied: Option<i64> = if exists {
+        sqlx::query_scalar("SELECT max(version) FROM pushrelay._sqlx_migrations WHERE success")
+            .fetch_one(pool)
+            .await?
+    } else {
+        None
+    };
     match applied {
         Some(v) if v >= latest => Ok(()),
         Some(v) => Err(DbError::Outdated { applied: v, latest }),
