@@ -111,8 +111,6 @@ CREATE INDEX deliveries_pending_due ON pushrelay.deliveries (platform, priority,
 -- The rescuer: leases held by processes that may have died.
 CREATE INDEX deliveries_leased ON pushrelay.deliveries (lease_expires_at)
     WHERE state = 'sending';
--- Support looks deliveries up by device ("did this user get it").
-CREATE INDEX deliveries_by_device ON pushrelay.deliveries (device_id);
 
 -- Receipts: one row per send attempt, written once and never updated.
 CREATE TABLE pushrelay.attempts (

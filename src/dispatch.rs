@@ -405,12 +405,8 @@ async fn process(ctx: &Ctx, holds: &Holds, platform: Platform, row: Claimed) -> 
         }),
     };
     let finished_at = started_at + clock.elapsed();
-    let (accepted, outcome) = match &result {
-        Ok(a) => (Some(a.clone()), Ok(())),
-        Err(e) => (None, Err(e.clone())),
-    };
     let verdict = retry::decide(
-        &outcome,
+        result.as_ref().err(),
         retry::Attempt {
             number: row.attempts as u32,
             schedule,
@@ -443,7 +439,10 @@ async fn process(ctx: &Ctx, holds: &Holds, platform: Platform, row: Claimed) -> 
         state: "pending",
         next_attempt_at: None,
         undo_attempt: false,
-        provider_message_id: accepted.and_then(|a| a.provider_message_id),
+        provider_message_id: result
+            .as_ref()
+            .ok()
+            .and_then(|a| a.provider_message_id.clone()),
         last_error: result.as_ref().err().map(ToString::to_string),
         attempt: None,
         invalidate: None,

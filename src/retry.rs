@@ -176,11 +176,11 @@ pub fn expired_before_send(expires_at: DateTime<Utc>, now: DateTime<Utc>) -> Opt
     })
 }
 
-/// After an attempt: the rules in one place.
-pub fn decide(result: &Result<(), SendError>, a: Attempt<'_>) -> Verdict {
-    let err = match result {
-        Ok(()) => return Verdict::Delivered,
-        Err(e) => e,
+/// After an attempt (`error` is `None` when the provider accepted): the
+/// rules in one place.
+pub fn decide(error: Option<&SendError>, a: Attempt<'_>) -> Verdict {
+    let Some(err) = error else {
+        return Verdict::Delivered;
     };
     match err {
         SendError::Permanent { .. } => Verdict::Failed(err.to_string()),
@@ -258,7 +258,8 @@ mod tests {
     fn urgent_first_retry_is_about_a_second_bulk_is_slower() {
         let now = Utc::now();
         for j in [0.0, 0.3, 0.99] {
-            let Verdict::RetryAt(at) = decide(&transient(None), attempt(1, j, now)) else {
+            let Verdict::RetryAt(at) = decide(transient(None).as_ref().err(), attempt(1, j, now))
+            else {
                 panic!("expected a retry")
             };
             assert!(at - now <= chrono::Duration::seconds(1));
@@ -270,12 +271,12 @@ mod tests {
     fn retry_after_is_a_floor_and_clamped() {
         let now = Utc::now();
         let v = decide(
-            &transient(Some(Duration::from_secs(30))),
+            transient(Some(Duration::from_secs(30))).as_ref().err(),
             attempt(1, 0.5, now),
         );
         assert_eq!(v, Verdict::RetryAt(now + Duration::from_secs(30)));
         let v = decide(
-            &transient(Some(Duration::from_secs(86_400))),
+            transient(Some(Duration::from_secs(86_400))).as_ref().err(),
             attempt(1, 0.5, now),
         );
         assert_eq!(v, Verdict::RetryAt(now + Duration::from_secs(300)));
@@ -286,7 +287,7 @@ mod tests {
         let now = Utc::now();
         let mut a = attempt(1, 0.9, now);
         a.expires_at = now + chrono::Duration::milliseconds(500);
-        let v = decide(&transient(Some(Duration::from_secs(2))), a);
+        let v = decide(transient(Some(Duration::from_secs(2))).as_ref().err(), a);
         assert!(
             matches!(v, Verdict::Expired(ref r) if r.contains("too late")),
             "{v:?}"
@@ -303,13 +304,13 @@ mod tests {
     #[test]
     fn attempts_run_out() {
         let now = Utc::now();
-        let v = decide(&transient(None), attempt(8, 0.5, now));
+        let v = decide(transient(None).as_ref().err(), attempt(8, 0.5, now));
         assert!(
             matches!(v, Verdict::Failed(ref r) if r.contains("gave up after 8 attempts")),
             "{v:?}"
         );
         assert!(matches!(
-            decide(&transient(None), attempt(7, 0.5, now)),
+            decide(transient(None).as_ref().err(), attempt(7, 0.5, now)),
             Verdict::RetryAt(_)
         ));
     }
@@ -318,24 +319,27 @@ mod tests {
     fn classification_maps_to_verdicts() {
         let now = Utc::now();
         let a = attempt(1, 0.5, now);
-        assert_eq!(decide(&Ok(()), a), Verdict::Delivered);
-        let perm = Err(SendError::Permanent {
+        assert_eq!(decide(None, a), Verdict::Delivered);
+        let perm: Result<(), _> = Err(SendError::Permanent {
             status: Some(400),
             reason: "BadTopic".into(),
         });
-        assert!(matches!(decide(&perm, a), Verdict::Failed(_)));
-        let dead = Err(SendError::TokenDead {
+        assert!(matches!(decide(perm.as_ref().err(), a), Verdict::Failed(_)));
+        let dead: Result<(), _> = Err(SendError::TokenDead {
             status: Some(410),
             reason: "Unregistered".into(),
             since: None,
         });
-        assert!(matches!(decide(&dead, a), Verdict::TokenDead(_)));
-        let cfg = Err(SendError::Config {
+        assert!(matches!(
+            decide(dead.as_ref().err(), a),
+            Verdict::TokenDead(_)
+        ));
+        let cfg: Result<(), _> = Err(SendError::Config {
             status: Some(403),
             reason: "InvalidProviderToken".into(),
         });
         assert_eq!(
-            decide(&cfg, a),
+            decide(cfg.as_ref().err(), a),
             Verdict::PauseProvider {
                 until: now + Duration::from_secs(60),
                 reason: "provider configuration error (HTTP 403): InvalidProviderToken".into()

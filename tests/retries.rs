@@ -316,3 +316,35 @@ async fn a_provider_failing_everything_trips_the_breaker(_: PgPoolOptions, opts:
     );
     daemon.shutdown().await;
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_provider_that_never_answers_times_out_is_retried_and_given_up(
+    _: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let pool = pool(&opts).await;
+    add_device(&pool, "u1", Platform::Ios, &ios_token("510e", 1)).await; // never answers
+    let mut s = settings();
+    s.worker.send_timeout_ms = 200;
+    s.retry.urgent.max_attempts = 3;
+    let daemon = start(&pool, s);
+    notify(&pool, "u1").await;
+    wait_for(&pool, OPEN, 0).await;
+    let (state, attempts, err): (String, i32, String) =
+        sqlx::query_as("SELECT state, attempts, last_error FROM pushrelay.deliveries")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((state.as_str(), attempts), ("failed", 3));
+    assert!(
+        err.contains("gave up after 3 attempts") && err.contains("no answer within 200 ms"),
+        "{err}"
+    );
+    let timeouts = count(
+        &pool,
+        "SELECT count(*) FROM pushrelay.attempts WHERE outcome = 'transient' AND latency_ms >= 200",
+    )
+    .await;
+    assert_eq!(timeouts, 3);
+    daemon.shutdown().await;
+}
