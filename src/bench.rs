@@ -108,7 +108,7 @@ pub async fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> 
 
     let settings = Arc::new(settings);
     let templates = Arc::new(Templates::load(&settings.templates.dir)?);
-    let providers = Providers::from_settings(&settings);
+    let providers = Providers::from_settings(&settings)?;
     let stop = CancellationToken::new();
     let started_db: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
         .fetch_one(&pool)

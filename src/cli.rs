@@ -174,6 +174,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CheckConfig => {
             let settings = load_settings(config)?;
             let templates = Templates::load(&settings.templates.dir)?;
+            // Reads every key and certificate the providers name.
+            Providers::from_settings(&settings)?;
             println!(
                 "configuration OK: {} app(s) [{}], {} template variant(s) in {}, database {}",
                 settings.apps.len(),
@@ -199,7 +201,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let pool = db::connect(&settings.database).await?;
             db::check_schema(&pool).await?;
             telemetry::init_metrics(&settings.metrics)?;
-            let providers = Providers::from_settings(&settings);
+            let providers = Providers::from_settings(&settings)?;
             let (stop, hard) = (CancellationToken::new(), CancellationToken::new());
             tokio::spawn(watch_signals(stop.clone(), hard.clone()));
             Daemon::new(pool, settings, providers, templates)

@@ -236,10 +236,14 @@ impl AppSettings {
 
 /// Which provider sends an app's notifications for one platform.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "provider", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "provider", rename_all = "snake_case")]
 pub enum ProviderSettings {
     /// The in-process simulator (see `[simulator]`): no credentials needed.
     Simulator,
+    /// Apple Push Notification service (iOS devices).
+    Apns(crate::providers::apns::ApnsSettings),
+    /// Firebase Cloud Messaging HTTP v1 (Android, or iOS through Firebase).
+    Fcm(crate::providers::fcm::FcmSettings),
 }
 
 impl Settings {
@@ -353,6 +357,11 @@ impl Settings {
             {
                 problems.push(format!(
                     "app name {name:?} may only use lowercase letters, digits, '-' and '_'"
+                ));
+            }
+            if let Some(ProviderSettings::Apns(_)) = &app.android {
+                problems.push(format!(
+                    "apps.{name}.android uses provider \"apns\"; APNs only reaches iOS devices (use \"fcm\")"
                 ));
             }
             if app.ios.is_none() && app.android.is_none() {

@@ -188,7 +188,7 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
 
     let settings = Arc::new(settings);
     let templates = Arc::new(Templates::load(&settings.templates.dir)?);
-    let providers = Providers::from_settings(&settings);
+    let providers = Providers::from_settings(&settings)?;
     let stop = CancellationToken::new();
     let daemon = tokio::spawn(
         Daemon::new(pool.clone(), settings.clone(), providers, templates)

@@ -41,7 +41,7 @@ async fn two_daemons_send_every_delivery_exactly_once(_: PgPoolOptions, opts: Pg
     s.worker.fanout_batch = 10;
     s.lanes.ios.concurrency = 20;
     s.lanes.android.concurrency = 20;
-    let providers = Providers::from_settings(&s);
+    let providers = Providers::from_settings(&s).unwrap();
     let a = start_with(&pool_a, s.clone(), providers.clone());
     let b = start_with(&pool_b, s, providers.clone());
     enqueue_each(&pool_a, 300).await;

@@ -8,6 +8,10 @@
 //!
 //! [`Providers`] maps each configured app and platform to its provider.
 
+pub mod apns;
+pub mod fcm;
+mod http;
+mod rate_limit;
 pub mod simulator;
 
 use std::collections::HashMap;
@@ -119,19 +123,42 @@ pub trait Provider: Send + Sync + 'static {
     async fn send(&self, msg: &Message<'_>) -> Result<Accepted, SendError>;
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderSetupError {
+    #[error("apps.{app}.{platform}: {source}")]
+    Apns {
+        app: String,
+        platform: Platform,
+        source: apns::ApnsSetupError,
+    },
+    #[error("apps.{app}.{platform}: {source}")]
+    Fcm {
+        app: String,
+        platform: Platform,
+        source: fcm::FcmSetupError,
+    },
+}
+
 /// The provider for each configured (app, platform).
 #[derive(Clone, Default)]
 pub struct Providers {
     /// Per app, the provider for each platform (indexed by `Platform::index`).
     routes: HashMap<String, [Option<Arc<dyn Provider>>; 2]>,
     simulator: Option<Arc<simulator::Simulator>>,
+    apns_tokens: Arc<Vec<Arc<apns::ProviderToken>>>,
+    fcm_shared: Arc<fcm::Shared>,
 }
 
 impl Providers {
-    /// Builds every provider the settings name. Apps routed to the simulator
-    /// share one instance, so its fault script and counters are global.
-    pub fn from_settings(settings: &Settings) -> Providers {
+    /// Builds every provider the settings name, reading their credentials.
+    /// Apps routed to the simulator share one instance (one fault script,
+    /// one set of counters); apps sharing an APNs key share its provider
+    /// token; apps sharing a service account or an FCM project share its
+    /// access token and rate limit.
+    pub fn from_settings(settings: &Settings) -> Result<Providers, ProviderSetupError> {
         let mut providers = Providers::default();
+        let mut apns_tokens = Vec::new();
+        let mut fcm_shared = fcm::Shared::default();
         for (app, app_settings) in &settings.apps {
             for platform in Platform::ALL {
                 let Some(p) = app_settings.provider(platform) else {
@@ -144,11 +171,41 @@ impl Providers {
                             Arc::new(simulator::Simulator::new(settings.simulator.clone()))
                         })
                         .clone(),
+                    ProviderSettings::Apns(s) => {
+                        Arc::new(apns::Apns::new(s, &mut apns_tokens).map_err(|source| {
+                            ProviderSetupError::Apns {
+                                app: app.clone(),
+                                platform,
+                                source,
+                            }
+                        })?)
+                    }
+                    ProviderSettings::Fcm(s) => {
+                        Arc::new(fcm::Fcm::new(s, &mut fcm_shared).map_err(|source| {
+                            ProviderSetupError::Fcm {
+                                app: app.clone(),
+                                platform,
+                                source,
+                            }
+                        })?)
+                    }
                 };
                 providers.routes.entry(app.clone()).or_default()[platform.index()] = Some(provider);
             }
         }
-        providers
+        providers.apns_tokens = Arc::new(apns_tokens);
+        providers.fcm_shared = Arc::new(fcm_shared);
+        Ok(providers)
+    }
+
+    /// APNs provider-token signatures made by this process.
+    pub fn apns_signatures(&self) -> u64 {
+        self.apns_tokens.iter().map(|t| t.signatures()).sum()
+    }
+
+    /// FCM OAuth access tokens fetched by this process.
+    pub fn fcm_token_fetches(&self) -> u64 {
+        self.fcm_shared.token_fetches()
     }
 
     pub fn get(&self, app: &str, platform: Platform) -> Option<&Arc<dyn Provider>> {

@@ -88,7 +88,7 @@ impl Running {
 }
 
 pub fn start(pool: &PgPool, settings: Settings) -> Running {
-    let providers = Providers::from_settings(&settings);
+    let providers = Providers::from_settings(&settings).expect("providers");
     start_with(pool, settings, providers)
 }
 
