@@ -19,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{AppSettings, ProviderSettings, Settings};
 use crate::daemon::Daemon;
+use crate::mock::{Faults, MockConfig, MockProviders};
+use crate::mock_setup::write_credentials;
 use crate::providers::Providers;
 use crate::templates::Templates;
 use crate::{db, telemetry};
@@ -42,9 +44,13 @@ pub struct BenchArgs {
     pub latency_ms: u64,
     #[arg(long, default_value_t = 3)]
     pub jitter_ms: u64,
-    /// Share of sends the simulator fails transiently (retried).
+    /// Share of sends the provider fails transiently (retried).
     #[arg(long, default_value_t = 0.0)]
     pub transient_rate: f64,
+    /// `mock`: the real APNs and FCM clients over HTTP/2+TLS to in-process
+    /// mock servers. `simulator`: the in-process simulator (no network).
+    #[arg(long, default_value = "mock", value_parser = ["mock", "simulator"])]
+    pub provider: String,
 }
 
 const APP: &str = "bench";
@@ -67,13 +73,40 @@ pub async fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> 
     let pool = db::connect(&settings.database).await?;
     db::migrate(&pool).await?;
 
+    let mock = if args.provider == "mock" {
+        let faults = Faults {
+            slow_rate: 1.0, // every answer takes latency_ms, like the simulator
+            slow_ms: args.latency_ms,
+            unavailable_rate: args.transient_rate,
+            ..Default::default()
+        };
+        let mock = MockProviders::start(MockConfig {
+            faults,
+            ..Default::default()
+        })
+        .await?;
+        let dir = std::env::temp_dir().join(format!("pushrelay-bench-{}", std::process::id()));
+        Some((write_credentials(&mock, &dir)?, mock))
+    } else {
+        None
+    };
+    let (ios, android) = match &mock {
+        Some((routes, _)) => {
+            let mut apns = routes.apns.clone();
+            apns.connections = 4;
+            let mut fcm = routes.fcm.clone();
+            fcm.connections = 4;
+            (ProviderSettings::Apns(apns), ProviderSettings::Fcm(fcm))
+        }
+        None => (ProviderSettings::Simulator, ProviderSettings::Simulator),
+    };
     settings.apps.clear();
     settings.apps.insert(
         APP.into(),
         AppSettings {
             default_locale: "en".into(),
-            ios: Some(ProviderSettings::Simulator),
-            android: Some(ProviderSettings::Simulator),
+            ios: Some(ios),
+            android: Some(android),
         },
     );
     settings.simulator.latency_ms = args.latency_ms;
@@ -109,6 +142,7 @@ pub async fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> 
     let settings = Arc::new(settings);
     let templates = Arc::new(Templates::load(&settings.templates.dir)?);
     let providers = Providers::from_settings(&settings)?;
+    let provider_counts = providers.clone();
     let stop = CancellationToken::new();
     let started_db: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
         .fetch_one(&pool)
@@ -195,11 +229,29 @@ pub async fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> 
         "latency: {produced} notifications at {achieved:.0}/s → {n} deliveries; enqueue → accepted p50 {p50:.1} ms, p99 {p99:.1} ms"
     );
     let rss = peak_rss_mb();
-    println!(
-        "simulator latency {}–{} ms; peak RSS {rss} MB (daemon and bench producer in one process)",
-        args.latency_ms,
-        args.latency_ms + args.jitter_ms
-    );
+    match &mock {
+        Some((_, mock)) => {
+            let s = mock.stats();
+            println!(
+                "providers: real APNs + FCM clients → mock servers over HTTP/2+TLS ({} ms per answer); \
+                 {} requests over {} connections; APNs JWTs signed {} (distinct seen by the mock {}), \
+                 FCM OAuth token fetches {}",
+                args.latency_ms,
+                s.requests,
+                s.connections,
+                provider_counts.apns_signatures(),
+                s.distinct_provider_jwts,
+                s.oauth_token_requests
+            );
+            println!("peak RSS {rss} MB (daemon, mock servers and bench producer in one process)");
+        }
+        None => println!(
+            "providers: in-process simulator, {}–{} ms per answer; peak RSS {rss} MB \
+             (daemon and bench producer in one process)",
+            args.latency_ms,
+            args.latency_ms + args.jitter_ms
+        ),
+    }
     println!(
         "deliveries_per_sec={throughput:.0} p50_ms={p50:.1} p99_ms={p99:.1} peak_rss_mb={rss}"
     );

@@ -55,10 +55,25 @@ pub enum Command {
     Devices(DevicesCommand),
     /// Validate the configuration and templates and explain any problem.
     CheckConfig,
-    /// Run a self-contained demo against the configured database.
-    Demo,
-    /// Measure end-to-end throughput and latency with the simulator.
+    /// Run a self-contained demo against the configured database, sending
+    /// through the real APNs and FCM clients to in-process mock servers.
+    Demo {
+        /// Use the in-process simulator instead of the mock servers.
+        #[arg(long)]
+        simulator: bool,
+    },
+    /// Measure end-to-end throughput and latency.
     Bench(crate::bench::BenchArgs),
+    /// Run mock APNs and FCM servers (HTTP/2 over TLS) until Ctrl-C, and
+    /// write the credentials they accept, with a config snippet to use them.
+    MockProviders {
+        /// Address to listen on (default: mock.listen).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Where to write the CA, keys and service account (default: mock.credentials_dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -233,10 +248,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             devices_command(&settings, &pool, cmd).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo => {
+        Command::Demo { simulator } => {
             let settings = Settings::load(config)?;
             settings.validate()?;
-            crate::demo::run(settings).await?;
+            crate::demo::run(settings, simulator).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::MockProviders { listen, dir } => {
+            let settings = Settings::load(config)?;
+            telemetry::init(&settings.telemetry);
+            mock_providers(&settings, listen, dir).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => {
@@ -245,6 +266,42 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+async fn mock_providers(
+    settings: &Settings,
+    listen: Option<std::net::SocketAddr>,
+    dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let addr =
+        match listen {
+            Some(a) => a,
+            None => settings.mock.listen.parse().with_context(|| {
+                format!("mock.listen {:?} is not host:port", settings.mock.listen)
+            })?,
+        };
+    let config = crate::mock::MockConfig {
+        faults: settings.mock.faults.clone(),
+        ..Default::default()
+    };
+    let mock = crate::mock::MockProviders::start_on(addr, config).await?;
+    let dir = dir.unwrap_or_else(|| settings.mock.credentials_dir.clone());
+    let routes = crate::mock_setup::write_credentials(&mock, &dir)
+        .with_context(|| format!("writing the mock's credentials to {}", dir.display()))?;
+    println!(
+        "mock APNs and FCM listening on {} (HTTP/2 over TLS)",
+        mock.base_url()
+    );
+    println!(
+        "credentials written to {}; to send to the mock, use:\n",
+        dir.display()
+    );
+    println!("{}", routes.config_snippet("demo"));
+    println!("Ctrl-C stops the mock.");
+    tokio::signal::ctrl_c().await?;
+    println!("{}", serde_json::to_string_pretty(&mock.stats())?);
+    mock.shutdown();
+    Ok(())
 }
 
 fn known_app(settings: &Settings, app: &str) -> anyhow::Result<()> {

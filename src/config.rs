@@ -41,6 +41,7 @@ pub struct Settings {
     pub simulator: crate::providers::simulator::SimulatorSettings,
     pub telemetry: TelemetrySettings,
     pub metrics: MetricsSettings,
+    pub mock: MockSettings,
     pub apps: BTreeMap<String, AppSettings>,
 }
 
@@ -198,6 +199,28 @@ impl Default for TelemetrySettings {
         Self {
             format: "pretty".into(),
             level: "info".into(),
+        }
+    }
+}
+
+/// `pushrelay mock-providers` and the demo's mock APNs/FCM servers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MockSettings {
+    /// Where `pushrelay mock-providers` listens (the demo picks a free port).
+    pub listen: String,
+    /// Where `pushrelay mock-providers` writes the credentials it accepts.
+    pub credentials_dir: PathBuf,
+    /// Scripted and random faults (see `Faults` in `src/mock`).
+    pub faults: crate::mock::Faults,
+}
+
+impl Default for MockSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8443".into(),
+            credentials_dir: PathBuf::from("mock-credentials"),
+            faults: Default::default(),
         }
     }
 }

@@ -3,9 +3,12 @@
 //! Against the configured database (created if missing) it migrates,
 //! registers sample devices for the `demo` app, enqueues sample alerts — one
 //! to a dead token, one already expired, one scheduled, one flaky, one
-//! rate-limited, one with an unknown template — runs the daemon with the
-//! simulator until everything settles, and prints what support would see.
-//! Earlier demo data (app `demo` only) is deleted first.
+//! rate-limited, one with an unknown template — runs the daemon until
+//! everything settles, and prints what support would see. Sends go through
+//! the real APNs and FCM clients to mock servers started in-process (with the
+//! fault script of `[mock.faults]`), or with `--simulator` to the in-process
+//! simulator (`[simulator.rules]`). Earlier demo data (app `demo` only) is
+//! deleted first.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,9 +18,11 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::config::Settings;
+use crate::config::{ProviderSettings, Settings};
 use crate::daemon::Daemon;
 use crate::devices::{self, Environment, NewDevice, Platform};
+use crate::mock::{MockConfig, MockProviders};
+use crate::mock_setup::write_credentials;
 use crate::outbox::{self, NewNotification};
 use crate::providers::Providers;
 use crate::retry::Priority;
@@ -26,7 +31,7 @@ use crate::{db, status, telemetry};
 
 const APP: &str = "demo";
 
-pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
+pub async fn run(mut settings: Settings, simulator: bool) -> anyhow::Result<()> {
     if std::env::var_os("RUST_LOG").is_none() {
         settings.telemetry.level = "warn".into();
     }
@@ -36,6 +41,26 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
         "the demo needs an app named {APP:?} in the configuration (see config.toml)"
     );
     let started = Instant::now();
+    let mock = if simulator {
+        None
+    } else {
+        let mock = MockProviders::start(MockConfig {
+            faults: settings.mock.faults.clone(),
+            ..Default::default()
+        })
+        .await?;
+        let dir = std::env::temp_dir().join(format!("pushrelay-demo-{}", std::process::id()));
+        let routes = write_credentials(&mock, &dir)?;
+        let app = settings.apps.get_mut(APP).expect("checked above");
+        app.ios = Some(ProviderSettings::Apns(routes.apns));
+        app.android = Some(ProviderSettings::Fcm(routes.fcm));
+        println!(
+            "mock APNs and FCM servers at {} (HTTP/2 over TLS); credentials in {}",
+            mock.base_url(),
+            dir.display()
+        );
+        Some(mock)
+    };
     db::create_database_if_missing(&settings.database.url).await?;
     let pool = db::connect(&settings.database).await?;
     db::migrate(&pool).await?;
@@ -63,9 +88,9 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
             locale,
             timezone: "Europe/Lisbon",
         };
-    // Token prefixes pick the simulator's behaviour (see [simulator.rules]
-    // in config.toml): dead… is unregistered, fa11… fails twice, ca11… is
-    // rate limited once.
+    // Token prefixes pick the provider's behaviour (see [mock.faults] and
+    // [simulator.rules] in config.toml): dead… is unregistered, fa11…
+    // fails twice, ca11… is rate limited once.
     for d in [
         device(
             "alice",
@@ -99,8 +124,8 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
         ),
         device(
             "dave",
-            Platform::Android,
-            "ca11-dave:APA91bH2demoToken",
+            Platform::Ios,
+            "ca11d4fe0f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4",
             "en-US",
         ),
     ] {
@@ -191,7 +216,7 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
     let providers = Providers::from_settings(&settings)?;
     let stop = CancellationToken::new();
     let daemon = tokio::spawn(
-        Daemon::new(pool.clone(), settings.clone(), providers, templates)
+        Daemon::new(pool.clone(), settings.clone(), providers.clone(), templates)
             .run(stop.clone(), CancellationToken::new()),
     );
 
@@ -217,6 +242,19 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
     .fetch_all(&pool)
     .await?;
     let summary: Vec<String> = counts.iter().map(|(s, n)| format!("{s}={n}")).collect();
+    if let Some(mock) = mock {
+        let stats = mock.stats();
+        println!(
+            "mock providers: {} requests over {} connections, {} accepted; \
+             APNs provider tokens signed: {}, FCM access tokens fetched: {}",
+            stats.requests,
+            stats.connections,
+            stats.accepted,
+            providers.apns_signatures(),
+            providers.fcm_token_fetches()
+        );
+        mock.shutdown();
+    }
     println!(
         "demo finished in {:.1} s: deliveries {}. Inspect any of them with `pushrelay status <id>`.",
         started.elapsed().as_secs_f64(),

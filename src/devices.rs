@@ -114,6 +114,9 @@ pub fn validate_token(platform: Platform, token: &str) -> Result<(), DeviceError
         Platform::Ios if !token.bytes().all(|b| b.is_ascii_hexdigit()) => {
             Some("APNs tokens contain only hex digits (0-9, a-f)")
         }
+        Platform::Ios if token.len() % 2 != 0 => {
+            Some("APNs tokens are whole bytes: an even number of hex digits")
+        }
         Platform::Android if token.len() < 8 || token.len() > 4096 => {
             Some("FCM registration tokens are 8 to 4096 characters")
         }

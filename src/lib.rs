@@ -17,6 +17,8 @@ pub mod demo;
 pub mod devices;
 pub mod dispatch;
 pub mod maintenance;
+pub mod mock;
+pub mod mock_setup;
 pub mod outbox;
 pub mod providers;
 pub mod retry;

@@ -525,3 +525,74 @@ pub fn classify(
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devices::Environment;
+    use crate::templates::Rendered;
+
+    fn msg<'a>(platform: Platform, content: &'a Rendered) -> Message<'a> {
+        Message {
+            notification_id: uuid::Uuid::nil(),
+            delivery_id: 1,
+            app: "bank",
+            platform,
+            token: "tok",
+            environment: Environment::Production,
+            priority: Priority::Bulk,
+            collapse_key: Some("k"),
+            expires_at: Utc::now() + chrono::Duration::seconds(600),
+            content,
+        }
+    }
+
+    #[test]
+    fn ios_devices_through_fcm_get_an_apns_block() {
+        let content = Rendered {
+            title: None,
+            body: "b".into(),
+            data: vec![],
+        };
+        let m = message(&msg(Platform::Ios, &content)).unwrap();
+        let headers = &m["message"]["apns"]["headers"];
+        assert_eq!(headers["apns-priority"], "5");
+        assert_eq!(headers["apns-collapse-id"], "k");
+        assert!(m["message"].get("android").is_none() && m["message"].get("data").is_none());
+    }
+
+    #[test]
+    fn android_ttl_is_a_duration_string_of_the_remaining_lifetime() {
+        let content = Rendered {
+            title: Some("t".into()),
+            body: "b".into(),
+            data: vec![("n".into(), "1".into())],
+        };
+        let m = message(&msg(Platform::Android, &content)).unwrap();
+        let a = &m["message"]["android"];
+        assert_eq!(a["priority"], "normal");
+        let ttl: i64 = a["ttl"]
+            .as_str()
+            .unwrap()
+            .strip_suffix('s')
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((590..=600).contains(&ttl));
+        assert_eq!(m["message"]["data"]["n"], "1");
+    }
+
+    #[test]
+    fn quota_exceeded_backs_off_at_least_a_minute() {
+        let e = classify(
+            429,
+            Some("QUOTA_EXCEEDED"),
+            "RESOURCE_EXHAUSTED",
+            "",
+            Some(Duration::from_secs(5)),
+        );
+        assert!(
+            matches!(e, SendError::Transient { retry_after: Some(d), .. } if d == QUOTA_BACKOFF)
+        );
+    }
+}

@@ -1,0 +1,255 @@
+//! The APNs side of the mock: `POST /3/device/<token>`, checked in the order
+//! Apple documents its errors (authentication, token, headers, payload), then
+//! the fault script, then 200 with an `apns-id`.
+
+use bytes::Bytes;
+use hyper::http::request::Parts;
+use serde::Deserialize;
+
+use super::{json, sleep_ms, Fault, Injected, Outcome, RandomFault, Route, State};
+
+const PUSH_TYPES: &[&str] = &[
+    "alert",
+    "background",
+    "location",
+    "voip",
+    "complication",
+    "fileprovider",
+    "mdm",
+    "liveactivity",
+    "pushtotalk",
+];
+
+fn reason(status: u16, reason: &str, apns_id: &str) -> Outcome {
+    Outcome::Answer(json(
+        status,
+        &serde_json::json!({ "reason": reason }),
+        &[("apns-id", apns_id.to_owned())],
+    ))
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    iss: String,
+    iat: i64,
+}
+
+/// Checks the provider JWT; `Err` is the APNs reason.
+fn check_jwt(state: &State, jwt: &str) -> Result<(), &'static str> {
+    let now = chrono::Utc::now().timestamp();
+    let known = state.jwts.lock().unwrap().get(jwt).copied();
+    let iat = match known {
+        Some(iat) => iat,
+        None => {
+            let header = jsonwebtoken::decode_header(jwt).map_err(|_| "InvalidProviderToken")?;
+            if header.alg != jsonwebtoken::Algorithm::ES256
+                || header.kid.as_deref() != Some(state.apns_key.key_id.as_str())
+            {
+                return Err("InvalidProviderToken");
+            }
+            let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+            v.required_spec_claims.clear();
+            v.validate_exp = false;
+            let claims = jsonwebtoken::decode::<Claims>(jwt, &state.apns_public, &v)
+                .map_err(|_| "InvalidProviderToken")?
+                .claims;
+            if claims.iss != state.apns_key.team_id {
+                return Err("InvalidProviderToken");
+            }
+            state
+                .jwts
+                .lock()
+                .unwrap()
+                .insert(jwt.to_owned(), claims.iat);
+            claims.iat
+        }
+    };
+    if now - iat > state.jwt_max_age_secs {
+        return Err("ExpiredProviderToken");
+    }
+    Ok(())
+}
+
+fn single<'a>(parts: &'a Parts, name: &str) -> Result<Option<&'a str>, &'static str> {
+    let mut values = parts.headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err("DuplicateHeaders");
+    }
+    Ok(first.map(|v| v.to_str().unwrap_or("")))
+}
+
+fn is_uuid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+pub(super) async fn handle(
+    state: &State,
+    parts: &Parts,
+    path: &str,
+    body: Bytes,
+    client_cert: bool,
+) -> Outcome {
+    let apns_id = parts
+        .headers
+        .get("apns-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let Some(token) = path.strip_prefix("/3/device/") else {
+        return reason(404, "BadPath", &apns_id);
+    };
+    if parts.method != hyper::Method::POST {
+        return reason(405, "MethodNotAllowed", &apns_id);
+    }
+    let checks = || -> Result<(), (u16, &'static str)> {
+        let bad = |r| (400, r);
+        for h in [
+            "apns-topic",
+            "apns-push-type",
+            "apns-priority",
+            "apns-expiration",
+            "apns-collapse-id",
+            "apns-id",
+            "authorization",
+        ] {
+            single(parts, h).map_err(bad)?;
+        }
+        if !client_cert {
+            let auth = single(parts, "authorization")
+                .map_err(bad)?
+                .ok_or((403, "MissingProviderToken"))?;
+            let jwt = auth
+                .strip_prefix("bearer ")
+                .ok_or((403, "InvalidProviderToken"))?;
+            check_jwt(state, jwt).map_err(|r| (403, r))?;
+        }
+        if token.is_empty() {
+            return Err(bad("MissingDeviceToken"));
+        }
+        if token.len() < 64
+            || token.len() > 200
+            || token.len() % 2 != 0
+            || !token.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return Err(bad("BadDeviceToken"));
+        }
+        let push_type = single(parts, "apns-push-type")
+            .map_err(bad)?
+            .unwrap_or("alert");
+        if !PUSH_TYPES.contains(&push_type) {
+            return Err(bad("InvalidPushType"));
+        }
+        let topic = single(parts, "apns-topic")
+            .map_err(bad)?
+            .ok_or(bad("MissingTopic"))?;
+        let allowed = if push_type == "voip" {
+            format!("{}.voip", state.topic)
+        } else {
+            state.topic.clone()
+        };
+        if topic != allowed {
+            return Err(bad("TopicDisallowed"));
+        }
+        if let Some(p) = single(parts, "apns-priority").map_err(bad)? {
+            if !["10", "5", "1"].contains(&p) {
+                return Err(bad("BadPriority"));
+            }
+        }
+        if let Some(e) = single(parts, "apns-expiration").map_err(bad)? {
+            if e.parse::<i64>().is_err() {
+                return Err(bad("BadExpirationDate"));
+            }
+        }
+        if single(parts, "apns-collapse-id")
+            .map_err(bad)?
+            .is_some_and(|c| c.len() > 64)
+        {
+            return Err(bad("BadCollapseId"));
+        }
+        if single(parts, "apns-id")
+            .map_err(bad)?
+            .is_some_and(|i| !is_uuid(i))
+        {
+            return Err(bad("BadMessageId"));
+        }
+        if body.is_empty() {
+            return Err(bad("PayloadEmpty"));
+        }
+        let limit = if push_type == "voip" { 5120 } else { 4096 };
+        if body.len() > limit {
+            return Err((413, "PayloadTooLarge"));
+        }
+        Ok(())
+    };
+    if let Err((status, r)) = checks() {
+        return reason(status, r, &apns_id);
+    }
+    let payload: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v @ serde_json::Value::Object(_)) if v.get("aps").is_some_and(|a| a.is_object()) => v,
+        _ => return reason(400, "BadPayload", &apns_id),
+    };
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let retry = |secs: u64| {
+        vec![
+            ("apns-id", apns_id.clone()),
+            ("retry-after", secs.to_string()),
+        ]
+    };
+    match state.fault_for(token) {
+        None => {}
+        Some(Injected::Fault(f)) => match f {
+            Fault::Unregistered => {
+                return Outcome::Answer(json(
+                    410,
+                    &serde_json::json!({"reason": "Unregistered", "timestamp": now_ms}),
+                    &[("apns-id", apns_id)],
+                ))
+            }
+            Fault::ApnsUnregisteredSince { timestamp_ms } => {
+                return Outcome::Answer(json(
+                    410,
+                    &serde_json::json!({"reason": "Unregistered", "timestamp": timestamp_ms}),
+                    &[("apns-id", apns_id)],
+                ))
+            }
+            Fault::Unavailable => return reason(503, "ServiceUnavailable", &apns_id),
+            Fault::RateLimited { retry_after_secs } => {
+                return Outcome::Answer(json(
+                    429,
+                    &serde_json::json!({"reason": "TooManyRequests"}),
+                    &retry(retry_after_secs),
+                ))
+            }
+            Fault::Apns { status, reason: r } => return reason(status, &r, &apns_id),
+            Fault::Fcm { .. } => {}
+            Fault::Slow { ms } => sleep_ms(ms).await,
+            Fault::Reset => return Outcome::Reset,
+        },
+        Some(Injected::Random(r)) => match r {
+            RandomFault::Unavailable => return reason(503, "ServiceUnavailable", &apns_id),
+            RandomFault::RateLimited(secs) => {
+                return Outcome::Answer(json(
+                    429,
+                    &serde_json::json!({"reason": "TooManyRequests"}),
+                    &retry(secs),
+                ))
+            }
+            RandomFault::Slow(ms) => sleep_ms(ms).await,
+            RandomFault::Reset => return Outcome::Reset,
+        },
+    }
+    state.record(Route::Apns, token, &parts.headers, payload);
+    Outcome::Answer(
+        hyper::Response::builder()
+            .status(200)
+            .header("apns-id", apns_id)
+            .body(http_body_util::Full::new(Bytes::new()))
+            .expect("a valid response"),
+    )
+}

@@ -1,0 +1,536 @@
+//! Mock APNs and FCM servers for tests, the demo and the benchmark.
+//!
+//! Nobody can test against Apple or Google from here, so the mock has to
+//! behave like them where it matters: one HTTP/2-over-TLS server (its own CA,
+//! generated at start) that speaks both protocols, **validates** what it
+//! receives — provider JWTs and client certificates, OAuth assertions and
+//! bearer tokens, headers, token formats, message shape, payload sizes — and
+//! answers with the documented status codes and error bodies. A fault script
+//! adds per-token answers, 503s, 429s with `Retry-After`, slow answers and
+//! dropped connections. It records what it accepted so tests can assert on
+//! exactly what a device would have received.
+
+mod apns;
+mod fcm;
+mod pki;
+
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MockError {
+    #[error("mock providers cannot listen on {addr}: {cause}")]
+    Bind {
+        addr: SocketAddr,
+        cause: std::io::Error,
+    },
+    #[error("mock providers TLS setup failed: {0}")]
+    Tls(String),
+    #[error("mock providers could not generate keys: {0}")]
+    Keys(String),
+}
+
+pub struct MockConfig {
+    /// Bundle id accepted in `apns-topic` (and `<topic>.voip` for VoIP).
+    pub apns_topic: String,
+    pub fcm_project_id: String,
+    /// SETTINGS_MAX_CONCURRENT_STREAMS the server advertises.
+    pub max_concurrent_streams: u32,
+    /// `expires_in` of the FCM access tokens it issues.
+    pub oauth_expires_in_secs: u64,
+    /// Provider JWTs older than this are answered ExpiredProviderToken.
+    pub jwt_max_age_secs: u64,
+    pub faults: Faults,
+}
+
+impl Default for MockConfig {
+    fn default() -> Self {
+        Self {
+            apns_topic: "com.example.pushrelay".into(),
+            fcm_project_id: "pushrelay-demo".into(),
+            max_concurrent_streams: 1000,
+            oauth_expires_in_secs: 3599,
+            jwt_max_age_secs: 3600,
+            faults: Faults::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// Per-token scripted answers; the first matching prefix wins.
+    pub rules: Vec<Rule>,
+    /// Share of requests answered 503.
+    pub unavailable_rate: f64,
+    /// Share of requests answered 429 with `Retry-After: retry_after_secs`.
+    pub rate_limited_rate: f64,
+    pub retry_after_secs: u64,
+    /// Share of requests answered only after `slow_ms`.
+    pub slow_rate: f64,
+    pub slow_ms: u64,
+    /// Share of requests whose connection is dropped without an answer.
+    pub reset_rate: f64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub token_prefix: String,
+    pub fault: Fault,
+    /// Only the first `times` requests for each matching token.
+    pub times: Option<u64>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Fault {
+    /// APNs 410 Unregistered (with a timestamp); FCM 404 UNREGISTERED.
+    Unregistered,
+    /// APNs 503 ServiceUnavailable; FCM 503 UNAVAILABLE.
+    Unavailable,
+    /// APNs 429 TooManyRequests; FCM 429 QUOTA_EXCEEDED; with Retry-After.
+    RateLimited { retry_after_secs: u64 },
+    /// Any APNs answer.
+    Apns { status: u16, reason: String },
+    /// 410 Unregistered with this timestamp (ms since the epoch).
+    ApnsUnregisteredSince { timestamp_ms: i64 },
+    /// Any FCM error.
+    Fcm {
+        status: u16,
+        code: String,
+        message: Option<String>,
+    },
+    /// Answer normally after `ms`.
+    Slow { ms: u64 },
+    /// Drop the connection without answering.
+    Reset,
+}
+
+pub struct ApnsKey {
+    pub team_id: String,
+    pub key_id: String,
+    /// PKCS#8 PEM of an EC P-256 key, as in Apple's .p8 files.
+    pub p8_pem: String,
+}
+
+pub struct ClientCert {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Received {
+    pub route: Route,
+    pub token: String,
+    pub headers: BTreeMap<String, String>,
+    pub body: serde_json::Value,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Route {
+    Apns,
+    Fcm,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    pub connections: u64,
+    pub requests: u64,
+    pub accepted: u64,
+    pub distinct_provider_jwts: u64,
+    pub oauth_token_requests: u64,
+}
+
+/// Shared by the connection tasks.
+pub(crate) struct State {
+    topic: String,
+    project: String,
+    oauth_expires_in: Duration,
+    jwt_max_age_secs: i64,
+    faults: Mutex<Faults>,
+    apns_key: ApnsKey,
+    apns_public: jsonwebtoken::DecodingKey,
+    sa_json: String,
+    sa_email: String,
+    sa_public: jsonwebtoken::DecodingKey,
+    token_uri: String,
+    /// Verified provider JWTs and their `iat`: each verified once.
+    jwts: Mutex<HashMap<String, i64>>,
+    /// Issued OAuth access tokens and when they expire.
+    access_tokens: Mutex<HashMap<String, std::time::Instant>>,
+    per_token: Mutex<HashMap<String, u64>>,
+    received: Mutex<Vec<Received>>,
+    connections: AtomicU64,
+    requests: AtomicU64,
+    accepted: AtomicU64,
+    oauth_requests: AtomicU64,
+}
+
+pub struct MockProviders {
+    addr: SocketAddr,
+    ca_pem: String,
+    client: ClientCert,
+    state: Arc<State>,
+    stop: CancellationToken,
+}
+
+type Answer = Response<Full<Bytes>>;
+
+/// What the connection handler should do with a request.
+pub(crate) enum Outcome {
+    Answer(Answer),
+    Reset,
+}
+
+impl MockProviders {
+    pub async fn start(config: MockConfig) -> Result<MockProviders, MockError> {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), config).await
+    }
+
+    pub async fn start_on(
+        addr: SocketAddr,
+        config: MockConfig,
+    ) -> Result<MockProviders, MockError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|cause| MockError::Bind { addr, cause })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|cause| MockError::Bind { addr, cause })?;
+        let base = format!("https://{addr}");
+        // RSA key generation takes a moment; keep it off the runtime.
+        let (pki, (apns_key, apns_public), (sa_private, sa_public)) =
+            tokio::task::spawn_blocking(|| -> Result<_, MockError> {
+                Ok((
+                    pki::generate()?,
+                    pki::apns_key(&pki::apple_id(), &pki::apple_id())?,
+                    pki::service_account_key()?,
+                ))
+            })
+            .await
+            .map_err(|e| MockError::Keys(e.to_string()))??;
+        let token_uri = format!("{base}/token");
+        let sa_email = format!(
+            "pushrelay@{}.iam.gserviceaccount.com",
+            config.fcm_project_id
+        );
+        let sa_json = serde_json::json!({
+            "type": "service_account",
+            "project_id": config.fcm_project_id,
+            "private_key_id": uuid::Uuid::new_v4().simple().to_string(),
+            "private_key": sa_private,
+            "client_email": sa_email,
+            "client_id": "100000000000000000001",
+            "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+            "token_uri": token_uri,
+            "auth_provider_x509_cert_url": "https://www.googleapis.com/oauth2/v1/certs",
+            "universe_domain": "googleapis.com",
+        })
+        .to_string();
+        let key_err = |e: jsonwebtoken::errors::Error| MockError::Keys(e.to_string());
+        let state = Arc::new(State {
+            topic: config.apns_topic,
+            project: config.fcm_project_id,
+            oauth_expires_in: Duration::from_secs(config.oauth_expires_in_secs),
+            jwt_max_age_secs: config.jwt_max_age_secs as i64,
+            faults: Mutex::new(config.faults),
+            apns_public: jsonwebtoken::DecodingKey::from_ec_pem(apns_public.as_bytes())
+                .map_err(key_err)?,
+            apns_key,
+            sa_json,
+            sa_email,
+            sa_public: jsonwebtoken::DecodingKey::from_rsa_pem(sa_public.as_bytes())
+                .map_err(key_err)?,
+            token_uri,
+            jwts: Mutex::new(HashMap::new()),
+            access_tokens: Mutex::new(HashMap::new()),
+            per_token: Mutex::new(HashMap::new()),
+            received: Mutex::new(Vec::new()),
+            connections: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
+            oauth_requests: AtomicU64::new(0),
+        });
+        let tls = tls_config(&pki)?;
+        let stop = CancellationToken::new();
+        tokio::spawn(accept_loop(
+            listener,
+            tokio_rustls::TlsAcceptor::from(Arc::new(tls)),
+            state.clone(),
+            config.max_concurrent_streams,
+            stop.clone(),
+        ));
+        Ok(MockProviders {
+            addr,
+            ca_pem: pki.ca_pem,
+            client: pki.client,
+            state,
+            stop,
+        })
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    pub fn apns_key(&self) -> &ApnsKey {
+        &self.state.apns_key
+    }
+
+    /// Same team and key id, different private key: what a misconfigured
+    /// sender would sign with.
+    pub fn other_apns_key(&self) -> ApnsKey {
+        let k = &self.state.apns_key;
+        pki::apns_key(&k.team_id, &k.key_id)
+            .expect("P-256 key generation does not fail")
+            .0
+    }
+
+    pub fn client_cert(&self) -> &ClientCert {
+        &self.client
+    }
+
+    pub fn service_account_json(&self) -> String {
+        self.state.sa_json.clone()
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.received.lock().unwrap().clone()
+    }
+
+    pub fn stats(&self) -> Stats {
+        let s = &self.state;
+        Stats {
+            connections: s.connections.load(Ordering::Relaxed),
+            requests: s.requests.load(Ordering::Relaxed),
+            accepted: s.accepted.load(Ordering::Relaxed),
+            distinct_provider_jwts: s.jwts.lock().unwrap().len() as u64,
+            oauth_token_requests: s.oauth_requests.load(Ordering::Relaxed),
+        }
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        *self.state.faults.lock().unwrap() = faults;
+    }
+
+    pub fn shutdown(self) {
+        self.stop.cancel();
+    }
+}
+
+impl Drop for MockProviders {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+fn tls_config(pki: &pki::Pki) -> Result<rustls::ServerConfig, MockError> {
+    let tls = |e: rustls::Error| MockError::Tls(e.to_string());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.ca_der.clone()).map_err(tls)?;
+    // A client certificate is optional: APNs token auth sends none.
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(|e| MockError::Tls(e.to_string()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(tls)?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(pki.server_chain.clone(), pki.server_key.clone_key())
+        .map_err(tls)?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    state: Arc<State>,
+    max_streams: u32,
+    stop: CancellationToken,
+) {
+    loop {
+        let (tcp, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(_) => continue,
+            },
+            _ = stop.cancelled() => return,
+        };
+        let _ = tcp.set_nodelay(true);
+        let (acceptor, state, stop) = (acceptor.clone(), state.clone(), stop.clone());
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            state.connections.fetch_add(1, Ordering::Relaxed);
+            // The verifier only lets valid client certificates through.
+            let client_cert = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .is_some_and(|c| !c.is_empty());
+            let kill = CancellationToken::new();
+            let service = {
+                let (state, kill) = (state.clone(), kill.clone());
+                hyper::service::service_fn(move |req| {
+                    let (state, kill) = (state.clone(), kill.clone());
+                    async move {
+                        match handle(&state, req, client_cert).await {
+                            Outcome::Answer(a) => Ok::<_, Infallible>(a),
+                            Outcome::Reset => {
+                                kill.cancel();
+                                std::future::pending().await
+                            }
+                        }
+                    }
+                })
+            };
+            let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .max_concurrent_streams(max_streams)
+                .serve_connection(TokioIo::new(tls), service);
+            tokio::select! {
+                _ = conn => {},
+                _ = kill.cancelled() => {}, // dropping the connection resets it
+                _ = stop.cancelled() => {},
+            }
+        });
+    }
+}
+
+async fn handle(state: &State, req: Request<Incoming>, client_cert: bool) -> Outcome {
+    let (parts, body) = req.into_parts();
+    let body = match body.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return Outcome::Reset,
+    };
+    let path = parts.uri.path().to_owned();
+    if path.starts_with("/3/") {
+        state.requests.fetch_add(1, Ordering::Relaxed);
+        apns::handle(state, &parts, &path, body, client_cert).await
+    } else if path == "/token" {
+        Outcome::Answer(fcm::token(state, &parts, &body))
+    } else if path.starts_with("/v1/") {
+        state.requests.fetch_add(1, Ordering::Relaxed);
+        fcm::send(state, &parts, &path, body).await
+    } else {
+        Outcome::Answer(json(404, &serde_json::json!({"error": "not found"}), &[]))
+    }
+}
+
+pub(crate) fn json(status: u16, body: &serde_json::Value, headers: &[(&str, String)]) -> Answer {
+    let mut r = Response::builder()
+        .status(status)
+        .header("content-type", "application/json");
+    for (k, v) in headers {
+        r = r.header(*k, v);
+    }
+    r.body(Full::new(Bytes::from(body.to_string())))
+        .expect("a valid response")
+}
+
+/// The scripted or random fault for this request, if any.
+pub(crate) enum Injected {
+    Fault(Fault),
+    Random(RandomFault),
+}
+
+pub(crate) enum RandomFault {
+    Unavailable,
+    RateLimited(u64),
+    Slow(u64),
+    Reset,
+}
+
+impl State {
+    fn fault_for(&self, token: &str) -> Option<Injected> {
+        let nth = {
+            let mut seen = self.per_token.lock().unwrap();
+            let n = match seen.get_mut(token) {
+                Some(n) => n,
+                None => seen.entry(token.to_owned()).or_insert(0),
+            };
+            *n += 1;
+            *n
+        };
+        let faults = self.faults.lock().unwrap();
+        if let Some(rule) = faults
+            .rules
+            .iter()
+            .find(|r| token.starts_with(&r.token_prefix))
+        {
+            return rule
+                .times
+                .is_none_or(|t| nth <= t)
+                .then(|| Injected::Fault(rule.fault.clone()));
+        }
+        let mut x = fastrand::f64();
+        for (rate, f) in [
+            (faults.unavailable_rate, RandomFault::Unavailable),
+            (
+                faults.rate_limited_rate,
+                RandomFault::RateLimited(faults.retry_after_secs),
+            ),
+            (faults.slow_rate, RandomFault::Slow(faults.slow_ms)),
+            (faults.reset_rate, RandomFault::Reset),
+        ] {
+            if x < rate {
+                return Some(Injected::Random(f));
+            }
+            x -= rate;
+        }
+        None
+    }
+
+    fn record(
+        &self,
+        route: Route,
+        token: &str,
+        headers: &hyper::HeaderMap,
+        body: serde_json::Value,
+    ) {
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+        let headers = headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    v.to_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        self.received.lock().unwrap().push(Received {
+            route,
+            token: token.to_owned(),
+            headers,
+            body,
+        });
+    }
+}
+
+pub(crate) async fn sleep_ms(ms: u64) {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}
