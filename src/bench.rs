@@ -82,6 +82,7 @@ pub async fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> 
         };
         let mock = MockProviders::start(MockConfig {
             faults,
+            record: false,
             ..Default::default()
         })
         .await?;

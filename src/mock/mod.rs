@@ -53,6 +53,9 @@ pub struct MockConfig {
     pub oauth_expires_in_secs: u64,
     /// Provider JWTs older than this are answered ExpiredProviderToken.
     pub jwt_max_age_secs: u64,
+    /// Keep every accepted request for [`MockProviders::received`]; a
+    /// benchmark turns it off so the mock's memory stays flat.
+    pub record: bool,
     pub faults: Faults,
 }
 
@@ -64,6 +67,7 @@ impl Default for MockConfig {
             max_concurrent_streams: 1000,
             oauth_expires_in_secs: 3599,
             jwt_max_age_secs: 3600,
+            record: true,
             faults: Faults::default(),
         }
     }
@@ -161,6 +165,7 @@ pub(crate) struct State {
     project: String,
     oauth_expires_in: Duration,
     jwt_max_age_secs: i64,
+    record: bool,
     faults: Mutex<Faults>,
     apns_key: ApnsKey,
     apns_public: jsonwebtoken::DecodingKey,
@@ -247,6 +252,7 @@ impl MockProviders {
             project: config.fcm_project_id,
             oauth_expires_in: Duration::from_secs(config.oauth_expires_in_secs),
             jwt_max_age_secs: config.jwt_max_age_secs as i64,
+            record: config.record,
             faults: Mutex::new(config.faults),
             apns_public: jsonwebtoken::DecodingKey::from_ec_pem(apns_public.as_bytes())
                 .map_err(key_err)?,
@@ -513,6 +519,9 @@ impl State {
         body: serde_json::Value,
     ) {
         self.accepted.fetch_add(1, Ordering::Relaxed);
+        if !self.record {
+            return;
+        }
         let headers = headers
             .iter()
             .map(|(k, v)| {
