@@ -333,8 +333,10 @@ impl MockProviders {
         }
     }
 
+    /// Replaces the fault script; `times` counts start again.
     pub fn set_faults(&self, faults: Faults) {
         *self.state.faults.lock().unwrap() = faults;
+        self.state.per_token.lock().unwrap().clear();
     }
 
     pub fn shutdown(self) {

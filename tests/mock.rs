@@ -1,0 +1,332 @@
+//! The mock providers validate requests like Apple and Google do, over real
+//! HTTP/2 + TLS. (The pipeline tests in providers.rs drive them through the
+//! real clients; these send hand-made requests to check the refusals.)
+
+use pushrelay::mock::{ApnsKey, Fault, Faults, MockConfig, MockProviders, Rule};
+use serde_json::{json, Value};
+
+fn client(mock: &MockProviders) -> reqwest::Client {
+    reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .use_rustls_tls()
+        .add_root_certificate(reqwest::Certificate::from_pem(mock.ca_pem().as_bytes()).unwrap())
+        .build()
+        .unwrap()
+}
+
+fn provider_jwt(key: &ApnsKey, iat: i64) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some(key.key_id.clone());
+    let key_der = jsonwebtoken::EncodingKey::from_ec_pem(key.p8_pem.as_bytes()).unwrap();
+    jsonwebtoken::encode(&header, &json!({"iss": key.team_id, "iat": iat}), &key_der).unwrap()
+}
+
+const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+async fn apns(
+    mock: &MockProviders,
+    token: &str,
+    jwt: Option<&str>,
+    headers: &[(&str, &str)],
+    body: String,
+) -> (u16, Value) {
+    let mut req = client(mock)
+        .post(format!("{}/3/device/{token}", mock.base_url()))
+        .body(body);
+    if let Some(j) = jwt {
+        req = req.header("authorization", format!("bearer {j}"));
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn apns_refuses_what_apple_refuses() {
+    let mock = MockProviders::start(MockConfig::default()).await.unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let good = provider_jwt(mock.apns_key(), now);
+    let topic = MockConfig::default().apns_topic;
+    let ok_headers = [("apns-topic", topic.as_str()), ("apns-push-type", "alert")];
+    let payload = || json!({"aps": {"alert": "hi"}}).to_string();
+
+    let reason =
+        |(status, body): (u16, Value)| (status, body["reason"].as_str().unwrap_or("").to_owned());
+    assert_eq!(
+        reason(apns(&mock, TOKEN, None, &ok_headers, payload()).await),
+        (403, "MissingProviderToken".into())
+    );
+    let wrong_key = provider_jwt(&mock.other_apns_key(), now);
+    assert_eq!(
+        reason(apns(&mock, TOKEN, Some(&wrong_key), &ok_headers, payload()).await),
+        (403, "InvalidProviderToken".into())
+    );
+    let old = provider_jwt(mock.apns_key(), now - 7200);
+    assert_eq!(
+        reason(apns(&mock, TOKEN, Some(&old), &ok_headers, payload()).await),
+        (403, "ExpiredProviderToken".into())
+    );
+    assert_eq!(
+        reason(apns(&mock, "not-hex", Some(&good), &ok_headers, payload()).await),
+        (400, "BadDeviceToken".into())
+    );
+    assert_eq!(
+        reason(
+            apns(
+                &mock,
+                TOKEN,
+                Some(&good),
+                &[("apns-push-type", "alert")],
+                payload()
+            )
+            .await
+        ),
+        (400, "MissingTopic".into())
+    );
+    assert_eq!(
+        reason(
+            apns(
+                &mock,
+                TOKEN,
+                Some(&good),
+                &[("apns-topic", "com.other.app"), ("apns-push-type", "alert")],
+                payload()
+            )
+            .await
+        ),
+        (400, "TopicDisallowed".into())
+    );
+    assert_eq!(
+        reason(
+            apns(
+                &mock,
+                TOKEN,
+                Some(&good),
+                &[("apns-topic", &topic), ("apns-push-type", "banner")],
+                payload()
+            )
+            .await
+        ),
+        (400, "InvalidPushType".into())
+    );
+    assert_eq!(
+        reason(
+            apns(
+                &mock,
+                TOKEN,
+                Some(&good),
+                &[ok_headers[0], ok_headers[1], ("apns-priority", "7")],
+                payload()
+            )
+            .await
+        ),
+        (400, "BadPriority".into())
+    );
+    assert_eq!(
+        reason(
+            apns(
+                &mock,
+                TOKEN,
+                Some(&good),
+                &[ok_headers[0], ok_headers[1], ("apns-id", "nope")],
+                payload()
+            )
+            .await
+        ),
+        (400, "BadMessageId".into())
+    );
+    assert_eq!(
+        reason(apns(&mock, TOKEN, Some(&good), &ok_headers, String::new()).await),
+        (400, "PayloadEmpty".into())
+    );
+    let big = json!({"aps": {"alert": "x".repeat(4100)}}).to_string();
+    assert_eq!(
+        reason(apns(&mock, TOKEN, Some(&good), &ok_headers, big).await),
+        (413, "PayloadTooLarge".into())
+    );
+    assert_eq!(mock.stats().accepted, 0);
+
+    let (status, _) = apns(&mock, TOKEN, Some(&good), &ok_headers, payload()).await;
+    assert_eq!(status, 200);
+    let stats = mock.stats();
+    // The good token and the expired one carry valid signatures.
+    assert_eq!((stats.accepted, stats.distinct_provider_jwts), (1, 2));
+    assert_eq!(mock.received()[0].body, json!({"aps": {"alert": "hi"}}));
+
+    // Scripted: 410 carries the timestamp since when the token is invalid.
+    mock.set_faults(Faults {
+        rules: vec![Rule {
+            token_prefix: "0123".into(),
+            fault: Fault::Unregistered,
+            times: Some(1),
+        }],
+        ..Default::default()
+    });
+    let (status, body) = apns(&mock, TOKEN, Some(&good), &ok_headers, payload()).await;
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (410, Some("Unregistered"))
+    );
+    assert!(body["timestamp"].as_i64().unwrap() > now * 1000 - 60_000);
+    assert_eq!(
+        apns(&mock, TOKEN, Some(&good), &ok_headers, payload())
+            .await
+            .0,
+        200
+    );
+}
+
+#[tokio::test]
+async fn fcm_refuses_what_google_refuses() {
+    let mock = MockProviders::start(MockConfig::default()).await.unwrap();
+    let sa: Value = serde_json::from_str(&mock.service_account_json()).unwrap();
+    let key =
+        jsonwebtoken::EncodingKey::from_rsa_pem(sa["private_key"].as_str().unwrap().as_bytes())
+            .unwrap();
+    let token_uri = sa["token_uri"].as_str().unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let assertion = |aud: &str| {
+        let claims = json!({"iss": sa["client_email"], "scope": "https://www.googleapis.com/auth/firebase.messaging",
+                            "aud": aud, "iat": now, "exp": now + 3600});
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+            &claims,
+            &key,
+        )
+        .unwrap()
+    };
+    let http = client(&mock);
+    let exchange = |jwt: String| {
+        http.post(token_uri)
+            .form(&[
+                ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+                ("assertion", &jwt),
+            ])
+            .send()
+    };
+    let resp = exchange(assertion("https://elsewhere/token"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"],
+        "invalid_grant"
+    );
+    let resp: Value = exchange(assertion(token_uri))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(resp["token_type"], "Bearer");
+    assert_eq!(resp["expires_in"], 3599);
+    let access = resp["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(mock.stats().oauth_token_requests, 1);
+
+    let send = |project: &str, bearer: &str, body: Value| {
+        http.post(format!(
+            "{}/v1/projects/{project}/messages:send",
+            mock.base_url()
+        ))
+        .header("authorization", format!("Bearer {bearer}"))
+        .json(&body)
+        .send()
+    };
+    let project = sa["project_id"].as_str().unwrap();
+    let message = |extra: Value| {
+        let mut m =
+            json!({"token": "android-device-token", "notification": {"title": "t", "body": "b"}});
+        m.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        json!({ "message": m })
+    };
+    let error = |v: Value| {
+        (
+            v["error"]["code"].as_u64(),
+            v["error"]["status"].as_str().map(str::to_owned),
+            v["error"]["details"][0]["errorCode"]
+                .as_str()
+                .map(str::to_owned),
+        )
+    };
+
+    let r: Value = send(project, "ya29.forged", message(json!({})))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(error(r), (Some(401), Some("UNAUTHENTICATED".into()), None));
+    let r: Value = send("another-project", &access, message(json!({})))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        error(r),
+        (Some(403), Some("PERMISSION_DENIED".into()), None)
+    );
+    for bad in [
+        json!({"priority": "high"}),       // not a message field
+        json!({"data": {"n": 1}}),         // data values must be strings
+        json!({"android": {"ttl": 3600}}), // ttl is a duration string
+        json!({"android": {"priority": "urgent"}}),
+        json!({"topic": "news"}), // two targets
+    ] {
+        let r: Value = send(project, &access, message(bad.clone()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            error(r.clone()),
+            (
+                Some(400),
+                Some("INVALID_ARGUMENT".into()),
+                Some("INVALID_ARGUMENT".into())
+            ),
+            "{bad}: {r}"
+        );
+    }
+    let ok: Value = send(project, &access, message(json!({"data": {"n": "1"}, "android": {"ttl": "3600s", "priority": "high", "collapse_key": "k"}})))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(ok["name"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("projects/{project}/messages/")));
+
+    mock.set_faults(Faults {
+        rules: vec![Rule {
+            token_prefix: "android-".into(),
+            fault: Fault::Unregistered,
+            times: None,
+        }],
+        ..Default::default()
+    });
+    let r: Value = send(project, &access, message(json!({})))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        error(r),
+        (
+            Some(404),
+            Some("NOT_FOUND".into()),
+            Some("UNREGISTERED".into())
+        )
+    );
+}
