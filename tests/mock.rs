@@ -55,100 +55,121 @@ async fn apns_refuses_what_apple_refuses() {
     let ok_headers = [("apns-topic", topic.as_str()), ("apns-push-type", "alert")];
     let payload = || json!({"aps": {"alert": "hi"}}).to_string();
 
-    let reason =
-        |(status, body): (u16, Value)| (status, body["reason"].as_str().unwrap_or("").to_owned());
-    assert_eq!(
-        reason(apns(&mock, TOKEN, None, &ok_headers, payload()).await),
-        (403, "MissingProviderToken".into())
-    );
     let wrong_key = provider_jwt(&mock.other_apns_key(), now);
-    assert_eq!(
-        reason(apns(&mock, TOKEN, Some(&wrong_key), &ok_headers, payload()).await),
-        (403, "InvalidProviderToken".into())
-    );
     let old = provider_jwt(mock.apns_key(), now - 7200);
-    assert_eq!(
-        reason(apns(&mock, TOKEN, Some(&old), &ok_headers, payload()).await),
-        (403, "ExpiredProviderToken".into())
-    );
-    assert_eq!(
-        reason(apns(&mock, "not-hex", Some(&good), &ok_headers, payload()).await),
-        (400, "BadDeviceToken".into())
-    );
-    assert_eq!(
-        reason(
-            apns(
-                &mock,
-                TOKEN,
-                Some(&good),
-                &[("apns-push-type", "alert")],
-                payload()
-            )
-            .await
-        ),
-        (400, "MissingTopic".into())
-    );
-    assert_eq!(
-        reason(
-            apns(
-                &mock,
-                TOKEN,
-                Some(&good),
-                &[("apns-topic", "com.other.app"), ("apns-push-type", "alert")],
-                payload()
-            )
-            .await
-        ),
-        (400, "TopicDisallowed".into())
-    );
-    assert_eq!(
-        reason(
-            apns(
-                &mock,
-                TOKEN,
-                Some(&good),
-                &[("apns-topic", &topic), ("apns-push-type", "banner")],
-                payload()
-            )
-            .await
-        ),
-        (400, "InvalidPushType".into())
-    );
-    assert_eq!(
-        reason(
-            apns(
-                &mock,
-                TOKEN,
-                Some(&good),
-                &[ok_headers[0], ok_headers[1], ("apns-priority", "7")],
-                payload()
-            )
-            .await
-        ),
-        (400, "BadPriority".into())
-    );
-    assert_eq!(
-        reason(
-            apns(
-                &mock,
-                TOKEN,
-                Some(&good),
-                &[ok_headers[0], ok_headers[1], ("apns-id", "nope")],
-                payload()
-            )
-            .await
-        ),
-        (400, "BadMessageId".into())
-    );
-    assert_eq!(
-        reason(apns(&mock, TOKEN, Some(&good), &ok_headers, String::new()).await),
-        (400, "PayloadEmpty".into())
-    );
     let big = json!({"aps": {"alert": "x".repeat(4100)}}).to_string();
-    assert_eq!(
-        reason(apns(&mock, TOKEN, Some(&good), &ok_headers, big).await),
-        (413, "PayloadTooLarge".into())
+    let with = |extra: (&'static str, &'static str)| vec![ok_headers[0], ok_headers[1], extra];
+    let wrong_topic = vec![("apns-topic", "com.other.app"), ("apns-push-type", "alert")];
+    let bad_type = vec![ok_headers[0], ("apns-push-type", "banner")];
+    let no_topic = vec![("apns-push-type", "alert")];
+    // (token, JWT, headers, body, expected status, expected reason)
+    type Case<'a> = (
+        &'a str,
+        Option<&'a str>,
+        Vec<(&'a str, &'a str)>,
+        String,
+        u16,
+        &'a str,
     );
+    let cases: Vec<Case> = vec![
+        (
+            TOKEN,
+            None,
+            ok_headers.to_vec(),
+            payload(),
+            403,
+            "MissingProviderToken",
+        ),
+        (
+            TOKEN,
+            Some(&wrong_key),
+            ok_headers.to_vec(),
+            payload(),
+            403,
+            "InvalidProviderToken",
+        ),
+        (
+            TOKEN,
+            Some(&old),
+            ok_headers.to_vec(),
+            payload(),
+            403,
+            "ExpiredProviderToken",
+        ),
+        (
+            "not-hex",
+            Some(&good),
+            ok_headers.to_vec(),
+            payload(),
+            400,
+            "BadDeviceToken",
+        ),
+        (TOKEN, Some(&good), no_topic, payload(), 400, "MissingTopic"),
+        (
+            TOKEN,
+            Some(&good),
+            wrong_topic,
+            payload(),
+            400,
+            "TopicDisallowed",
+        ),
+        (
+            TOKEN,
+            Some(&good),
+            bad_type,
+            payload(),
+            400,
+            "InvalidPushType",
+        ),
+        (
+            TOKEN,
+            Some(&good),
+            with(("apns-priority", "7")),
+            payload(),
+            400,
+            "BadPriority",
+        ),
+        (
+            TOKEN,
+            Some(&good),
+            with(("apns-id", "nope")),
+            payload(),
+            400,
+            "BadMessageId",
+        ),
+        (
+            TOKEN,
+            Some(&good),
+            with(("apns-expiration", "soon")),
+            payload(),
+            400,
+            "BadExpirationDate",
+        ),
+        (
+            TOKEN,
+            Some(&good),
+            ok_headers.to_vec(),
+            String::new(),
+            400,
+            "PayloadEmpty",
+        ),
+        (
+            TOKEN,
+            Some(&good),
+            ok_headers.to_vec(),
+            big,
+            413,
+            "PayloadTooLarge",
+        ),
+    ];
+    for (token, jwt, headers, body, status, reason) in cases {
+        let (got, answer) = apns(&mock, token, jwt, &headers, body).await;
+        assert_eq!(
+            (got, answer["reason"].as_str()),
+            (status, Some(reason)),
+            "{headers:?}"
+        );
+    }
     assert_eq!(mock.stats().accepted, 0);
 
     let (status, _) = apns(&mock, TOKEN, Some(&good), &ok_headers, payload()).await;

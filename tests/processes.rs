@@ -8,18 +8,6 @@ use pushrelay::providers::Providers;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
-async fn seed(pool: &PgPool, users: u32) {
-    sqlx::query(
-        "INSERT INTO pushrelay.devices (app, user_id, platform, token)
-         SELECT 'bank', 'u' || i, p, CASE p WHEN 'ios' THEN md5('i' || i) || md5('j' || i) ELSE 'android-' || i END
-           FROM generate_series(1, $1) i, (VALUES ('ios'), ('android')) v(p)",
-    )
-    .bind(users as i32)
-    .execute(pool)
-    .await
-    .unwrap();
-}
-
 async fn enqueue_each(pool: &PgPool, users: u32) {
     sqlx::query(
         "INSERT INTO pushrelay.notifications (app, user_id, body)
@@ -34,7 +22,7 @@ async fn enqueue_each(pool: &PgPool, users: u32) {
 #[sqlx::test(migrations = false)]
 async fn two_daemons_send_every_delivery_exactly_once(_: PgPoolOptions, opts: PgConnectOptions) {
     let (pool_a, pool_b) = (pool(&opts).await, pool(&opts).await);
-    seed(&pool_a, 300).await;
+    seed_users(&pool_a, 300).await;
     let mut s = settings();
     // Small claims so both processes get a share.
     s.worker.dispatch_batch = 20;
@@ -83,7 +71,7 @@ async fn deliveries_of_a_crashed_process_are_reclaimed_after_the_lease(
     opts: PgConnectOptions,
 ) {
     let (pool_a, pool_b) = (pool(&opts).await, pool(&opts).await);
-    seed(&pool_a, 20).await;
+    seed_users(&pool_a, 20).await;
     // Process A claims everything and hangs in the provider; then it dies
     // without any cleanup (the task is dropped, like a killed process).
     let mut slow = settings();
@@ -123,7 +111,7 @@ async fn deliveries_of_a_crashed_process_are_reclaimed_after_the_lease(
 #[sqlx::test(migrations = false)]
 async fn graceful_shutdown_finishes_in_flight_sends(_: PgPoolOptions, opts: PgConnectOptions) {
     let pool = pool(&opts).await;
-    seed(&pool, 50).await;
+    seed_users(&pool, 50).await;
     let mut s = settings();
     s.simulator.latency_ms = 500;
     let daemon = start(&pool, s);
@@ -152,7 +140,7 @@ async fn graceful_shutdown_finishes_in_flight_sends(_: PgPoolOptions, opts: PgCo
 #[sqlx::test(migrations = false)]
 async fn hard_shutdown_hands_unfinished_sends_back(_: PgPoolOptions, opts: PgConnectOptions) {
     let pool = pool(&opts).await;
-    seed(&pool, 50).await;
+    seed_users(&pool, 50).await;
     let mut s = settings();
     s.simulator.latency_ms = 30_000;
     let daemon = start(&pool, s);
@@ -189,7 +177,7 @@ async fn the_listener_reconnects_after_losing_its_connection(
     opts: PgConnectOptions,
 ) {
     let pool = pool(&opts).await;
-    seed(&pool, 2).await;
+    seed_users(&pool, 2).await;
     let mut s = settings();
     // No polling to speak of: only NOTIFY can wake the daemon in time.
     s.worker.poll_interval_ms = 600_000;

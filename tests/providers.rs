@@ -397,14 +397,7 @@ async fn one_provider_token_and_one_oauth_token_serve_many_requests_and_connecti
     opts: PgConnectOptions,
 ) {
     let pool = pool(&opts).await;
-    sqlx::query(
-        "INSERT INTO pushrelay.devices (app, user_id, platform, token)
-         SELECT 'bank', 'u' || i, p, CASE p WHEN 'ios' THEN md5('i' || i) || md5('j' || i) ELSE 'android-' || i END
-           FROM generate_series(1, 100) i, (VALUES ('ios'), ('android')) v(p)",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    seed_users(&pool, 100).await;
     let mock = MockProviders::start(MockConfig {
         oauth_expires_in_secs: 3,
         ..Default::default()

@@ -134,6 +134,20 @@ pub async fn add_device(pool: &PgPool, user: &str, platform: Platform, token: &s
     .expect("register device")
 }
 
+/// `users` users `u1`… each with an iOS and an Android device.
+pub async fn seed_users(pool: &PgPool, users: u32) {
+    sqlx::query(
+        "INSERT INTO pushrelay.devices (app, user_id, platform, token)
+         SELECT 'bank', 'u' || i, p,
+                CASE p WHEN 'ios' THEN md5('i' || i) || md5('j' || i) ELSE 'android-' || i END
+           FROM generate_series(1, $1) i, (VALUES ('ios'), ('android')) v(p)",
+    )
+    .bind(users as i32)
+    .execute(pool)
+    .await
+    .expect("seed devices");
+}
+
 /// Polls `sql` (a query returning one bigint) until it returns `want`.
 /// The bound only keeps a broken build from hanging; it is not a timing
 /// assertion.
