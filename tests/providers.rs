@@ -707,3 +707,43 @@ async fn certificate_auth_and_per_device_environments(_: PgPoolOptions, opts: Pg
     assert_eq!(outcomes[0], "transient");
     daemon.shutdown().await;
 }
+
+#[sqlx::test(migrations = false)]
+async fn an_apns_410_older_than_the_devices_registration_keeps_the_device(
+    _: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let pool = pool(&opts).await;
+    let an_hour_ago = chrono::Utc::now().timestamp_millis() - 3_600_000;
+    // Both tokens were reported invalid an hour ago; "stale" was registered
+    // two hours ago, "fresh" re-registered just now.
+    let stale = add_device(&pool, "u1", Platform::Ios, &ios_token("aaaa", 1)).await;
+    let fresh = add_device(&pool, "u1", Platform::Ios, &ios_token("bbbb", 1)).await;
+    sqlx::query("UPDATE pushrelay.devices SET updated_at = now() - interval '2 hours' WHERE id = $1")
+        .bind(stale)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let mut config = MockConfig::default();
+    for prefix in ["aaaa", "bbbb"] {
+        config.faults.rules.push(rule(prefix, Fault::ApnsUnregisteredSince { timestamp_ms: an_hour_ago }, None));
+    }
+    let mock = MockProviders::start(config).await.unwrap();
+    let (s, _) = settings_for(&mock, "timestamp");
+    let daemon = start(&pool, s);
+    notify_users(&pool, &["u1".to_string()]).await;
+    wait_for(&pool, OPEN, 0).await;
+    let active = |id: i64| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, bool>("SELECT invalidated_at IS NULL FROM pushrelay.devices WHERE id = $1")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert!(!active(stale).await, "registered before the token died: invalidated");
+    assert!(active(fresh).await, "re-registered after the 410's timestamp: kept");
+    daemon.shutdown().await;
+}
