@@ -719,14 +719,22 @@ async fn an_apns_410_older_than_the_devices_registration_keeps_the_device(
     // two hours ago, "fresh" re-registered just now.
     let stale = add_device(&pool, "u1", Platform::Ios, &ios_token("aaaa", 1)).await;
     let fresh = add_device(&pool, "u1", Platform::Ios, &ios_token("bbbb", 1)).await;
-    sqlx::query("UPDATE pushrelay.devices SET updated_at = now() - interval '2 hours' WHERE id = $1")
-        .bind(stale)
-        .execute(&pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE pushrelay.devices SET updated_at = now() - interval '2 hours' WHERE id = $1",
+    )
+    .bind(stale)
+    .execute(&pool)
+    .await
+    .unwrap();
     let mut config = MockConfig::default();
     for prefix in ["aaaa", "bbbb"] {
-        config.faults.rules.push(rule(prefix, Fault::ApnsUnregisteredSince { timestamp_ms: an_hour_ago }, None));
+        config.faults.rules.push(rule(
+            prefix,
+            Fault::ApnsUnregisteredSince {
+                timestamp_ms: an_hour_ago,
+            },
+            None,
+        ));
     }
     let mock = MockProviders::start(config).await.unwrap();
     let (s, _) = settings_for(&mock, "timestamp");
@@ -736,14 +744,82 @@ async fn an_apns_410_older_than_the_devices_registration_keeps_the_device(
     let active = |id: i64| {
         let pool = pool.clone();
         async move {
-            sqlx::query_scalar::<_, bool>("SELECT invalidated_at IS NULL FROM pushrelay.devices WHERE id = $1")
-                .bind(id)
-                .fetch_one(&pool)
-                .await
-                .unwrap()
+            sqlx::query_scalar::<_, bool>(
+                "SELECT invalidated_at IS NULL FROM pushrelay.devices WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
         }
     };
-    assert!(!active(stale).await, "registered before the token died: invalidated");
-    assert!(active(fresh).await, "re-registered after the 410's timestamp: kept");
+    assert!(
+        !active(stale).await,
+        "registered before the token died: invalidated"
+    );
+    assert!(
+        active(fresh).await,
+        "re-registered after the 410's timestamp: kept"
+    );
+    daemon.shutdown().await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn certificate_auth_from_a_pkcs12_file(_: PgPoolOptions, opts: PgConnectOptions) {
+    use rustls::pki_types::pem::PemObject;
+    let pool = pool(&opts).await;
+    add_device(&pool, "u1", Platform::Ios, &ios_token("ab", 1)).await;
+    let mock = MockProviders::start(MockConfig::default()).await.unwrap();
+    let (mut s, routes) = settings_for(&mock, "pkcs12");
+
+    // What Keychain's "Export…" produces: key and certificate, encrypted.
+    let cert =
+        rustls::pki_types::CertificateDer::from_pem_slice(mock.client_cert().cert_pem.as_bytes())
+            .unwrap();
+    let key = rustls::pki_types::PrivatePkcs8KeyDer::from_pem_slice(
+        mock.client_cert().key_pem.as_bytes(),
+    )
+    .unwrap();
+    let mut store = p12_keystore::KeyStore::new();
+    store.add_entry(
+        "apns",
+        p12_keystore::KeyStoreEntry::PrivateKeyChain(p12_keystore::PrivateKeyChain::new(
+            p12_keystore::LocalKeyId(vec![1, 2, 3, 4]),
+            p12_keystore::PrivateKey::from_der(key.secret_pkcs8_der()).unwrap(),
+            [p12_keystore::Certificate::from_der(&cert).unwrap()],
+        )),
+    );
+    let p12 = routes.dir.join("apns.p12");
+    std::fs::write(&p12, store.writer("s3cret").write().unwrap()).unwrap();
+
+    let mut apns = routes.apns.clone();
+    (apns.team_id, apns.key_id, apns.key_file) = (None, None, None);
+    apns.pkcs12_file = Some(p12.clone());
+    apns.pkcs12_password = pushrelay::providers::apns::Secret("wrong".into());
+    s.apps.get_mut(APP).unwrap().ios = Some(ProviderSettings::Apns(apns.clone()));
+    let err = pushrelay::providers::Providers::from_settings(&s)
+        .err()
+        .expect("a wrong password is refused")
+        .to_string();
+    assert!(
+        err.contains("apps.bank.ios") && err.contains("pkcs12_password") && !err.contains("wrong"),
+        "{err}"
+    );
+
+    apns.pkcs12_password = pushrelay::providers::apns::Secret("s3cret".into());
+    assert!(
+        !format!("{apns:?}").contains("s3cret"),
+        "the password must not show in Debug output"
+    );
+    s.apps.get_mut(APP).unwrap().ios = Some(ProviderSettings::Apns(apns));
+    let daemon = start(&pool, s);
+    notify_users(&pool, &["u1".to_string()]).await;
+    wait_for(
+        &pool,
+        "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'delivered'",
+        1,
+    )
+    .await;
+    assert_eq!(mock.stats().distinct_provider_jwts, 0);
     daemon.shutdown().await;
 }

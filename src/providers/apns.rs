@@ -5,8 +5,8 @@
 //! (Apple accepts tokens for an hour and answers 429
 //! TooManyProviderTokenUpdates to tokens refreshed more often than every 20
 //! minutes). When APNs says `ExpiredProviderToken`, the token is re-signed
-//! once and the request repeated. Certificate auth (PEM certificate + key)
-//! is the alternative. Every reason Apple documents is mapped to an outcome
+//! once and the request repeated. Certificate auth (a PKCS#12 file as
+//! exported from Keychain, or a PEM certificate + key) is the alternative. Every reason Apple documents is mapped to an outcome
 //! in [`classify`]; the payload size is checked before anything is sent.
 
 use std::path::PathBuf;
@@ -35,8 +35,10 @@ pub enum ApnsSetupError {
         path: PathBuf,
         cause: jsonwebtoken::errors::Error,
     },
-    #[error("apns needs either team_id + key_id + key_file (token auth) or certificate_file (certificate auth)")]
+    #[error("apns needs team_id + key_id + key_file (token auth), or pkcs12_file or certificate_file (certificate auth)")]
     NoAuth,
+    #[error("apns pkcs12_file {path} cannot be read: {cause}; check the file and pkcs12_password")]
+    BadPkcs12 { path: PathBuf, cause: String },
     #[error("apns token_refresh_mins is {0}; Apple requires between 20 and 60")]
     BadRefresh(u64),
 }
@@ -58,6 +60,11 @@ pub struct ApnsSettings {
     /// `certificate_key_file` is given).
     pub certificate_file: Option<PathBuf>,
     pub certificate_key_file: Option<PathBuf>,
+    /// Certificate auth from a PKCS#12 (.p12) file and its password (set
+    /// the password through PUSHRELAY__APPS__<APP>__IOS__PKCS12_PASSWORD).
+    pub pkcs12_file: Option<PathBuf>,
+    #[serde(default)]
+    pub pkcs12_password: Secret,
     /// Gateways for production and sandbox (development build) tokens; each
     /// device's `environment` picks one. Override both for a test server.
     #[serde(default = "default_production_url")]
@@ -175,6 +182,53 @@ impl ProviderToken {
     }
 }
 
+/// A configured secret: `Debug` never shows it.
+#[derive(Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
+    }
+}
+
+/// The key and certificate chain of a PKCS#12 file, as PEM (what the TLS
+/// client takes).
+fn pkcs12_to_pem(path: &std::path::Path, password: &str) -> Result<Vec<u8>, ApnsSetupError> {
+    let bad = |cause: String| ApnsSetupError::BadPkcs12 {
+        path: path.to_path_buf(),
+        cause,
+    };
+    let der = http::read_file("apns pkcs12_file", path)?;
+    let store = p12_keystore::KeyStore::from_pkcs12(
+        &der,
+        password,
+        p12_keystore::Pkcs12ImportPolicy::Relaxed,
+    )
+    .map_err(|e| bad(e.to_string()))?;
+    let (_, chain) = store
+        .private_key_chain()
+        .ok_or_else(|| bad("it holds no private key with a certificate".into()))?;
+    let mut pem = pem_block("PRIVATE KEY", chain.key().as_der());
+    for cert in chain.certs() {
+        pem.extend(pem_block("CERTIFICATE", cert.as_der()));
+    }
+    Ok(pem)
+}
+
+fn pem_block(label: &str, der: &[u8]) -> Vec<u8> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out.into_bytes()
+}
+
 enum Auth {
     Token(Arc<ProviderToken>),
     Certificate,
@@ -196,6 +250,13 @@ impl Apns {
         tokens: &mut Vec<Arc<ProviderToken>>,
     ) -> Result<Apns, ApnsSetupError> {
         let (auth, identity) = match (&s.team_id, &s.key_id, &s.key_file, &s.certificate_file) {
+            _ if s.pkcs12_file.is_some() => {
+                let path = s.pkcs12_file.as_deref().expect("checked");
+                (
+                    Auth::Certificate,
+                    Some((pkcs12_to_pem(path, &s.pkcs12_password.0)?, path)),
+                )
+            }
             (Some(team), Some(key_id), Some(path), _) => {
                 if !(20..=60).contains(&s.token_refresh_mins) {
                     return Err(ApnsSetupError::BadRefresh(s.token_refresh_mins));
