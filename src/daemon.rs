@@ -167,7 +167,7 @@ async fn fanout_loop(
     wakes: Arc<Wakes>,
     stop: CancellationToken,
 ) {
-    let apps: Vec<String> = settings.apps.keys().cloned().collect();
+    let routes = outbox::Routes::from_settings(&settings);
     let batch = settings.worker.fanout_batch as i64;
     let poll = settings.worker.poll_interval();
     let mut backoff = Duration::from_millis(100);
@@ -175,7 +175,7 @@ async fn fanout_loop(
         if stop.is_cancelled() {
             return;
         }
-        match outbox::fan_out(&pool, batch, &apps).await {
+        match outbox::fan_out(&pool, batch, &routes).await {
             Ok(stats) => {
                 backoff = Duration::from_millis(100);
                 metrics::counter!("pushrelay_notifications_fanned_out_total")

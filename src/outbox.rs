@@ -120,15 +120,42 @@ pub struct FanoutStats {
     pub deliveries: u64,
 }
 
+/// Which apps exist and which platforms each one sends to, as fan-out
+/// needs them: a device on a platform its app has no provider for gets no
+/// delivery (it could never be sent).
+#[derive(Debug, Clone)]
+pub struct Routes {
+    apps: Vec<String>,
+    /// `app/platform` pairs.
+    pairs: Vec<String>,
+}
+
+impl Routes {
+    pub fn from_settings(settings: &crate::config::Settings) -> Routes {
+        let apps = settings.apps.keys().cloned().collect();
+        let pairs = settings
+            .apps
+            .iter()
+            .flat_map(|(name, app)| {
+                crate::devices::Platform::ALL
+                    .into_iter()
+                    .filter(|p| app.provider(*p).is_some())
+                    .map(move |p| format!("{name}/{p}"))
+            })
+            .collect();
+        Routes { apps, pairs }
+    }
+}
+
 /// Claims up to `batch` due notifications and fans them out in one
-/// transaction. Notifications for apps not in `known_apps` fail with a
-/// reason; expired ones are marked expired and create no deliveries;
-/// invalidated devices are skipped.
-#[tracing::instrument(skip(pool, known_apps), fields(claimed, deliveries))]
+/// transaction. Notifications for unknown apps fail with a reason; expired
+/// ones are marked expired and create no deliveries; invalidated devices,
+/// and devices on a platform their app does not send to, are skipped.
+#[tracing::instrument(skip(pool, routes), fields(claimed, deliveries))]
 pub async fn fan_out(
     pool: &PgPool,
     batch: i64,
-    known_apps: &[String],
+    routes: &Routes,
 ) -> Result<FanoutStats, sqlx::Error> {
     // One statement: claim, insert deliveries, settle each notification.
     // Data-modifying CTEs share one snapshot, so the per-notification
@@ -149,13 +176,13 @@ WITH claimed AS (
       FROM claimed c
       JOIN pushrelay.devices d ON d.app = c.app AND d.user_id = c.user_id
      WHERE c.known AND c.expires_at > now() AND c.user_id IS NOT NULL
-       AND d.invalidated_at IS NULL
+       AND d.invalidated_at IS NULL AND d.app || '/' || d.platform = ANY($3)
     UNION ALL
     SELECT c.id, d.id, d.app, d.platform, c.priority, c.expires_at
       FROM claimed c
       JOIN pushrelay.devices d ON d.id = ANY(c.device_ids) AND d.app = c.app
      WHERE c.known AND c.expires_at > now() AND c.device_ids IS NOT NULL
-       AND d.invalidated_at IS NULL
+       AND d.invalidated_at IS NULL AND d.app || '/' || d.platform = ANY($3)
 ), inserted AS (
     INSERT INTO pushrelay.deliveries (notification_id, device_id, app, platform, priority, expires_at)
     SELECT notification_id, device_id, app, platform, priority, expires_at FROM targets
@@ -174,7 +201,7 @@ WITH claimed AS (
            state_reason = CASE
                WHEN NOT c.known THEN format('unknown app %L: it is not configured in this pushrelay; add [apps.%s] to config.toml', c.app, c.app)
                WHEN c.expires_at <= now() THEN format('expired at %s before it could be sent', c.expires_at)
-               WHEN COALESCE(k.n, 0) = 0 THEN 'the recipient has no active device for this app'
+               WHEN COALESCE(k.n, 0) = 0 THEN 'the recipient has no active device on a platform this app sends to'
                END
       FROM claimed c LEFT JOIN counts k ON k.notification_id = c.id
      WHERE n.id = c.id
@@ -184,7 +211,8 @@ SELECT n FROM settled
 "#,
     )
     .bind(batch)
-    .bind(known_apps)
+    .bind(&routes.apps)
+    .bind(&routes.pairs)
     .fetch_all(pool)
     .await?;
     let stats = FanoutStats {

@@ -248,3 +248,34 @@ async fn a_delivery_that_expires_while_waiting_for_a_retry_is_never_sent_again(
     );
     daemon.shutdown().await;
 }
+
+#[sqlx::test(migrations = false)]
+async fn devices_on_a_platform_the_app_does_not_send_to_get_no_delivery(
+    _: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let pool = pool(&opts).await;
+    add_device(&pool, "u1", Platform::Android, "android-token-u1").await;
+    let mut s = settings();
+    s.apps.get_mut(APP).unwrap().android = None; // this app only sends to iOS
+    let daemon = start(&pool, s);
+    sqlx::query(
+        "INSERT INTO pushrelay.notifications (app, user_id, body) VALUES ('bank', 'u1', 'hi')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    wait_for(&pool, OPEN, 0).await;
+    let (state, reason): (String, String) =
+        sqlx::query_as("SELECT state, state_reason FROM pushrelay.notifications")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(state, "no_devices");
+    assert!(reason.contains("platform this app sends to"), "{reason}");
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM pushrelay.deliveries").await,
+        0
+    );
+    daemon.shutdown().await;
+}
