@@ -20,7 +20,6 @@ use sqlx::PgPool;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use crate::breaker::{Change, Holds};
 use crate::config::Settings;
@@ -33,7 +32,6 @@ use crate::templates::{Rendered, Templates};
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct Claimed {
     id: i64,
-    notification_id: Uuid,
     device_id: i64,
     app: String,
     priority: String,
@@ -108,7 +106,7 @@ UPDATE pushrelay.deliveries d
        lease_expires_at = now() + make_interval(secs => $6), updated_at = now()
   FROM due, pushrelay.notifications n, pushrelay.devices v
  WHERE d.id = due.id AND n.id = d.notification_id AND v.id = d.device_id
-RETURNING d.id, d.notification_id, d.device_id, d.app, d.priority, d.expires_at, d.attempts,
+RETURNING d.id, d.device_id, d.app, d.priority, d.expires_at, d.attempts,
           n.template, n.title, n.body, n.data, n.collapse_key,
           v.token, v.environment, v.locale, v.invalidated_at, v.invalidated_reason
 "#;
@@ -304,17 +302,13 @@ pub(crate) async fn release(pool: &PgPool, ids: &[i64], worker: &str) -> Result<
 }
 
 impl Completion {
-    fn done(
-        delivery_id: i64,
-        state: &'static str,
-        undo_attempt: bool,
-        error: String,
-    ) -> Completion {
+    /// Settled without a send: the claimed attempt is given back.
+    fn unsent(delivery_id: i64, state: &'static str, error: String) -> Completion {
         Completion {
             delivery_id,
             state,
             next_attempt_at: None,
-            undo_attempt,
+            undo_attempt: true,
             provider_message_id: None,
             last_error: Some(error),
             attempt: None,
@@ -337,21 +331,19 @@ async fn process(ctx: &Ctx, holds: &Holds, platform: Platform, row: Claimed) -> 
             .invalidated_reason
             .as_deref()
             .unwrap_or("no reason recorded");
-        return Completion::done(
+        return Completion::unsent(
             row.id,
             "failed",
-            true,
             format!("not sent: the device was invalidated at {at} ({why})"),
         );
     }
-    if let Some(Verdict::Expired(reason)) = retry::expired_before_send(row.expires_at, now) {
-        return Completion::done(row.id, "expired", true, reason);
+    if let Some(reason) = retry::expired_before_send(row.expires_at, now) {
+        return Completion::unsent(row.id, "expired", reason);
     }
     if row.attempts as u32 > schedule.max_attempts {
-        return Completion::done(
+        return Completion::unsent(
             row.id,
             "failed",
-            true,
             format!("gave up: {} attempts already made", schedule.max_attempts),
         );
     }
@@ -359,10 +351,9 @@ async fn process(ctx: &Ctx, holds: &Holds, platform: Platform, row: Claimed) -> 
         settings.apps.get(&row.app),
         ctx.providers.get(&row.app, platform),
     ) else {
-        return Completion::done(
+        return Completion::unsent(
             row.id,
             "failed",
-            true,
             format!(
                 "app {:?} has no {platform} provider configured; add [apps.{}.{platform}] to config.toml",
                 row.app, row.app
@@ -378,12 +369,9 @@ async fn process(ctx: &Ctx, holds: &Holds, platform: Platform, row: Claimed) -> 
     };
     let content = match content {
         Ok(c) => c,
-        Err(e) => return Completion::done(row.id, "failed", true, e.to_string()),
+        Err(e) => return Completion::unsent(row.id, "failed", e.to_string()),
     };
     let msg = Message {
-        notification_id: row.notification_id,
-        delivery_id: row.id,
-        app: &row.app,
         platform,
         token: &row.token,
         environment: Environment::parse(&row.environment).unwrap_or(Environment::Production),

@@ -166,13 +166,14 @@ pub struct Attempt<'a> {
     pub config_pause: Duration,
 }
 
-/// Before sending: a delivery whose expiry has passed is never sent.
-pub fn expired_before_send(expires_at: DateTime<Utc>, now: DateTime<Utc>) -> Option<Verdict> {
+/// Before sending: a delivery whose expiry has passed is never sent. The
+/// reason to record, if so.
+pub fn expired_before_send(expires_at: DateTime<Utc>, now: DateTime<Utc>) -> Option<String> {
     (now >= expires_at).then(|| {
-        Verdict::Expired(format!(
+        format!(
             "expired at {} before it could be sent",
             expires_at.format("%Y-%m-%d %H:%M:%S%.3f UTC")
-        ))
+        )
     })
 }
 

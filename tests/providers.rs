@@ -569,7 +569,7 @@ async fn every_device_receives_exactly_the_expected_payload(
     )
     .await;
     let expires: i64 = sqlx::query_scalar(
-        "SELECT extract(epoch FROM send_at + make_interval(secs => ttl_seconds))::bigint FROM pushrelay.notifications WHERE user_id = 'alice'",
+        "SELECT floor(extract(epoch FROM send_at + make_interval(secs => ttl_seconds)))::bigint FROM pushrelay.notifications WHERE user_id = 'alice'",
     )
     .fetch_one(&pool)
     .await

@@ -534,9 +534,6 @@ mod tests {
 
     fn msg<'a>(platform: Platform, content: &'a Rendered) -> Message<'a> {
         Message {
-            notification_id: uuid::Uuid::nil(),
-            delivery_id: 1,
-            app: "bank",
             platform,
             token: "tok",
             environment: Environment::Production,

@@ -20,7 +20,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 use crate::config::{ProviderSettings, Settings};
 use crate::devices::{Environment, Platform};
@@ -30,9 +29,6 @@ use crate::templates::Rendered;
 /// One push to one device, ready to be mapped onto a provider's wire format.
 #[derive(Debug)]
 pub struct Message<'a> {
-    pub notification_id: Uuid,
-    pub delivery_id: i64,
-    pub app: &'a str,
     pub platform: Platform,
     pub token: &'a str,
     pub environment: Environment,
