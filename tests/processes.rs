@@ -108,20 +108,27 @@ async fn deliveries_of_a_crashed_process_are_reclaimed_after_the_lease(
     b.shutdown().await;
 }
 
-#[sqlx::test(migrations = false)]
-async fn graceful_shutdown_finishes_in_flight_sends(_: PgPoolOptions, opts: PgConnectOptions) {
-    let pool = pool(&opts).await;
-    seed_users(&pool, 50).await;
+/// A daemon with 100 deliveries in flight at a provider that answers after
+/// `latency_ms`.
+async fn with_sends_in_flight(pool: &PgPool, latency_ms: u64) -> Running {
+    seed_users(pool, 50).await;
     let mut s = settings();
-    s.simulator.latency_ms = 500;
-    let daemon = start(&pool, s);
-    enqueue_each(&pool, 50).await;
+    s.simulator.latency_ms = latency_ms;
+    let daemon = start(pool, s);
+    enqueue_each(pool, 50).await;
     wait_for(
-        &pool,
+        pool,
         "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'sending'",
         100,
     )
     .await;
+    daemon
+}
+
+#[sqlx::test(migrations = false)]
+async fn graceful_shutdown_finishes_in_flight_sends(_: PgPoolOptions, opts: PgConnectOptions) {
+    let pool = pool(&opts).await;
+    let daemon = with_sends_in_flight(&pool, 500).await;
     let simulator = daemon.providers.simulator().unwrap().clone();
     daemon.shutdown().await;
 
@@ -140,17 +147,7 @@ async fn graceful_shutdown_finishes_in_flight_sends(_: PgPoolOptions, opts: PgCo
 #[sqlx::test(migrations = false)]
 async fn hard_shutdown_hands_unfinished_sends_back(_: PgPoolOptions, opts: PgConnectOptions) {
     let pool = pool(&opts).await;
-    seed_users(&pool, 50).await;
-    let mut s = settings();
-    s.simulator.latency_ms = 30_000;
-    let daemon = start(&pool, s);
-    enqueue_each(&pool, 50).await;
-    wait_for(
-        &pool,
-        "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'sending'",
-        100,
-    )
-    .await;
+    let daemon = with_sends_in_flight(&pool, 30_000).await;
     daemon.stop.cancel();
     daemon.hard_stop.cancel();
     daemon.handle.await.unwrap();

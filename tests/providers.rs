@@ -230,9 +230,7 @@ async fn a_wrong_signing_key_is_a_config_error_that_pauses_the_app(
     opts: PgConnectOptions,
 ) {
     let pool = pool(&opts).await;
-    for i in 0..5 {
-        add_device(&pool, &format!("u{i}"), Platform::Ios, &ios_token("ab", i)).await;
-    }
+    add_ios_users(&pool, "ab", 5).await;
     let mock = MockProviders::start(MockConfig::default()).await.unwrap();
     let (mut s, routes) = settings_for(&mock, "wrong-key");
     let wrong = routes.dir.join("wrong.p8");
@@ -634,9 +632,7 @@ async fn every_device_receives_exactly_the_expected_payload(
 #[sqlx::test(migrations = false)]
 async fn the_client_respects_max_concurrent_streams(_: PgPoolOptions, opts: PgConnectOptions) {
     let pool = pool(&opts).await;
-    for i in 0..60 {
-        add_device(&pool, &format!("u{i}"), Platform::Ios, &ios_token("ab", i)).await;
-    }
+    add_ios_users(&pool, "ab", 60).await;
     let mock = MockProviders::start(MockConfig {
         max_concurrent_streams: 2,
         ..Default::default()

@@ -22,15 +22,7 @@ async fn transient_failures_are_retried_with_growing_jittered_delays_then_delive
 ) {
     let pool = pool(&opts).await;
     // fa11… tokens fail 4 times with 503, then succeed.
-    for i in 0..20 {
-        add_device(
-            &pool,
-            &format!("u{i}"),
-            Platform::Ios,
-            &ios_token("fa11", i),
-        )
-        .await;
-    }
+    add_ios_users(&pool, "fa11", 20).await;
     let mut s = settings();
     s.worker.breaker_threshold = 1000; // 80 failures in a row are the point here
     let daemon = start(&pool, s);
@@ -266,15 +258,7 @@ async fn rejected_credentials_pause_the_app_without_burning_attempts(
 #[sqlx::test(migrations = false)]
 async fn a_provider_failing_everything_trips_the_breaker(_: PgPoolOptions, opts: PgConnectOptions) {
     let pool = pool(&opts).await;
-    for i in 0..10 {
-        add_device(
-            &pool,
-            &format!("u{i}"),
-            Platform::Ios,
-            &ios_token("fa11", i),
-        )
-        .await;
-    }
+    add_ios_users(&pool, "fa11", 10).await;
     let mut s = settings();
     s.worker.breaker_threshold = 5;
     s.worker.breaker_cooldown_secs = 30;

@@ -134,6 +134,16 @@ pub async fn add_device(pool: &PgPool, user: &str, platform: Platform, token: &s
     .expect("register device")
 }
 
+/// Users `u0`…`u{n-1}`, each with one iOS device whose token starts with
+/// `prefix` (which picks the simulator's or the mock's behaviour).
+pub async fn add_ios_users(pool: &PgPool, prefix: &str, n: u32) -> Vec<i64> {
+    let mut ids = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        ids.push(add_device(pool, &format!("u{i}"), Platform::Ios, &ios_token(prefix, i)).await);
+    }
+    ids
+}
+
 /// `users` users `u1`… each with an iOS and an Android device.
 pub async fn seed_users(pool: &PgPool, users: u32) {
     sqlx::query(
