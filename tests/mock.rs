@@ -351,3 +351,51 @@ async fn fcm_refuses_what_google_refuses() {
         )
     );
 }
+
+#[tokio::test]
+async fn random_fault_rates_apply_to_every_token() {
+    let mock = MockProviders::start(MockConfig::default()).await.unwrap();
+    let good = provider_jwt(mock.apns_key(), chrono::Utc::now().timestamp());
+    let topic = MockConfig::default().apns_topic;
+    let send = || {
+        client(&mock)
+            .post(format!("{}/3/device/{TOKEN}", mock.base_url()))
+            .header("authorization", format!("bearer {good}"))
+            .header("apns-topic", &topic)
+            .header("apns-push-type", "alert")
+            .body(json!({"aps": {"alert": "hi"}}).to_string())
+            .send()
+    };
+    mock.set_faults(Faults {
+        unavailable_rate: 1.0,
+        ..Default::default()
+    });
+    assert_eq!(send().await.unwrap().status(), 503);
+    mock.set_faults(Faults {
+        rate_limited_rate: 1.0,
+        retry_after_secs: 7,
+        ..Default::default()
+    });
+    let r = send().await.unwrap();
+    assert_eq!(
+        (
+            r.status().as_u16(),
+            r.headers()["retry-after"].to_str().unwrap()
+        ),
+        (429, "7")
+    );
+    mock.set_faults(Faults {
+        reset_rate: 1.0,
+        ..Default::default()
+    });
+    assert!(send().await.is_err(), "a reset connection gives no answer");
+    mock.set_faults(Faults {
+        slow_rate: 1.0,
+        slow_ms: 300,
+        ..Default::default()
+    });
+    let started = std::time::Instant::now();
+    assert_eq!(send().await.unwrap().status(), 200);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+    assert_eq!(mock.stats().accepted, 1);
+}
