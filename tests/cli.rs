@@ -96,6 +96,13 @@ fn check_config_explains_problems_in_plain_words() {
 
 #[test]
 fn mock_providers_writes_working_credentials_and_a_config_snippet() {
+    let refused = pushrelay()
+        .args(["mock-providers", "--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("listen only on loopback"));
+
     let dir = std::env::temp_dir().join(format!("pushrelay-mock-cli-{}", std::process::id()));
     let mut child = pushrelay()
         .args(["mock-providers", "--listen", "127.0.0.1:0", "--dir"])

@@ -37,6 +37,8 @@ pub enum MockError {
         addr: SocketAddr,
         cause: std::io::Error,
     },
+    #[error("mock providers listen only on loopback, not {0}; use 127.0.0.1:<port> (their certificate names 127.0.0.1 and localhost)")]
+    NotLoopback(SocketAddr),
     #[error("mock providers TLS setup failed: {0}")]
     Tls(String),
     #[error("mock providers could not generate keys: {0}")]
@@ -210,6 +212,9 @@ impl MockProviders {
         addr: SocketAddr,
         config: MockConfig,
     ) -> Result<MockProviders, MockError> {
+        if !addr.ip().is_loopback() {
+            return Err(MockError::NotLoopback(addr));
+        }
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|cause| MockError::Bind { addr, cause })?;
