@@ -62,14 +62,11 @@ pub async fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> 
     telemetry::init(&settings.telemetry);
     let base = db::connect_options(&settings.database.url)?;
     let name = format!("{}_bench", base.get_database().unwrap_or("pushrelay"));
-    recreate_database(&settings.database.url, &name).await?;
-    settings.database.url = format!(
-        "postgres://{}@{}:{}/{}",
-        base.get_username(),
-        base.get_host(),
-        base.get_port(),
-        name
-    );
+    // Same server and credentials, another database.
+    let mut url = reqwest::Url::parse(&settings.database.url)?;
+    url.set_path(&name);
+    settings.database.url = url.to_string();
+    db::recreate_database(&settings.database.url).await?;
     let pool = db::connect(&settings.database).await?;
     db::migrate(&pool).await?;
 
@@ -196,19 +193,7 @@ pub async fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> 
         next += per_tick;
     }
     let produced = (next - args.notifications as i32) as i64;
-    let settle = Instant::now();
-    loop {
-        let open: i64 = sqlx::query_scalar(
-            "SELECT (SELECT count(*) FROM pushrelay.notifications WHERE state = 'pending')
-                  + (SELECT count(*) FROM pushrelay.deliveries WHERE state IN ('pending', 'sending'))",
-        )
-        .fetch_one(&pool)
-        .await?;
-        if open == 0 || settle.elapsed() > Duration::from_secs(60) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    crate::status::wait_until_settled(&pool, APP, Duration::from_secs(60)).await?;
     stop.cancel();
     daemon.await?;
     let (n, p50, p99): (i64, Option<f64>, Option<f64>) = sqlx::query_as(
@@ -278,27 +263,6 @@ async fn insert_notifications(
     .bind(users)
     .execute(pool)
     .await?;
-    Ok(())
-}
-
-async fn recreate_database(url: &str, name: &str) -> anyhow::Result<()> {
-    use sqlx::Connection;
-    let opts = db::connect_options(url)?;
-    let mut conn = sqlx::PgConnection::connect_with(&opts.clone().database("postgres"))
-        .await
-        .map_err(|source| db::DbError::Unreachable {
-            target: db::describe(&opts),
-            source,
-        })?;
-    let quoted = name.replace('"', "\"\"");
-    sqlx::raw_sql(&format!(
-        "DROP DATABASE IF EXISTS \"{quoted}\" WITH (FORCE)"
-    ))
-    .execute(&mut conn)
-    .await?;
-    sqlx::raw_sql(&format!("CREATE DATABASE \"{quoted}\""))
-        .execute(&mut conn)
-        .await?;
     Ok(())
 }
 

@@ -64,26 +64,36 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<PgPool, DbError> {
         .map_err(|source| DbError::Unreachable { target, source })
 }
 
-/// Creates the configured database if it does not exist (for the demo and
-/// benchmark), connecting to the server's `postgres` database to do so.
+/// A connection to the server's `postgres` database, for creating and
+/// dropping the database `opts` names.
+async fn server_connection(opts: &PgConnectOptions) -> Result<PgConnection, DbError> {
+    PgConnection::connect_with(&opts.clone().database("postgres"))
+        .await
+        .map_err(|source| DbError::Unreachable {
+            target: describe(opts),
+            source,
+        })
+}
+
+/// Identifiers cannot be bound; quote one by doubling its quotes.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Creates the configured database if it does not exist (for the demo).
 pub async fn create_database_if_missing(url: &str) -> Result<(), DbError> {
     let opts = connect_options(url)?;
     let Some(name) = opts.get_database().map(str::to_owned) else {
         return Ok(());
     };
-    let target = describe(&opts);
-    let mut conn = PgConnection::connect_with(&opts.clone().database("postgres"))
-        .await
-        .map_err(|source| DbError::Unreachable { target, source })?;
+    let mut conn = server_connection(&opts).await?;
     let exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
             .bind(&name)
             .fetch_one(&mut conn)
             .await?;
     if !exists {
-        // Identifiers cannot be bound; quote it by doubling quotes.
-        let quoted = name.replace('"', "\"\"");
-        match sqlx::raw_sql(&format!("CREATE DATABASE \"{quoted}\""))
+        match sqlx::raw_sql(&format!("CREATE DATABASE {}", quote_ident(&name)))
             .execute(&mut conn)
             .await
         {
@@ -93,6 +103,21 @@ pub async fn create_database_if_missing(url: &str) -> Result<(), DbError> {
             Err(e) => return Err(e.into()),
         }
     }
+    conn.close().await?;
+    Ok(())
+}
+
+/// Drops and creates the database `url` names (the benchmark's own).
+pub async fn recreate_database(url: &str) -> Result<(), DbError> {
+    let opts = connect_options(url)?;
+    let name = quote_ident(opts.get_database().unwrap_or("pushrelay"));
+    let mut conn = server_connection(&opts).await?;
+    sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await?;
+    sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await?;
     conn.close().await?;
     Ok(())
 }

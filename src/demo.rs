@@ -221,12 +221,12 @@ pub async fn run(mut settings: Settings, simulator: bool) -> anyhow::Result<()> 
     );
 
     let deadline = Duration::from_secs(25);
-    wait_until_settled(&pool, deadline.saturating_sub(started.elapsed())).await?;
+    status::wait_until_settled(&pool, APP, deadline.saturating_sub(started.elapsed())).await?;
     // Carol's iPhone is now invalidated: her next notification skips it.
     let followup =
         outbox::enqueue(&pool, &templated("carol", "transfer_received", transfer)).await?;
     ids.push(("next alert to carol: the dead iPhone is skipped", followup));
-    wait_until_settled(&pool, deadline.saturating_sub(started.elapsed())).await?;
+    status::wait_until_settled(&pool, APP, deadline.saturating_sub(started.elapsed())).await?;
     stop.cancel();
     daemon.await?;
 
@@ -261,26 +261,4 @@ pub async fn run(mut settings: Settings, simulator: bool) -> anyhow::Result<()> 
         summary.join(" ")
     );
     Ok(())
-}
-
-async fn wait_until_settled(pool: &sqlx::PgPool, within: Duration) -> anyhow::Result<()> {
-    let until = Instant::now() + within;
-    loop {
-        let busy: i64 = sqlx::query_scalar(
-            "SELECT (SELECT count(*) FROM pushrelay.notifications WHERE app = $1 AND state = 'pending')
-                  + (SELECT count(*) FROM pushrelay.deliveries WHERE app = $1 AND state IN ('pending', 'sending'))",
-        )
-        .bind(APP)
-        .fetch_one(pool)
-        .await?;
-        if busy == 0 {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            Instant::now() < until,
-            "{busy} notifications/deliveries still in flight after {} s; run `pushrelay run` to finish them",
-            within.as_secs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }

@@ -12,6 +12,8 @@ use crate::devices::mask_token;
 pub enum StatusError {
     #[error("no notification with id {0}")]
     NotFound(Uuid),
+    #[error("{open} notifications/deliveries of app {app:?} still in flight after {secs} s; run `pushrelay run` to finish them")]
+    StillOpen { app: String, open: i64, secs: u64 },
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -102,6 +104,41 @@ pub async fn load(pool: &PgPool, id: Uuid) -> Result<NotificationStatus, StatusE
         }
     }
     Ok(n)
+}
+
+/// Notifications not yet fanned out plus deliveries not yet settled, for
+/// one app: zero means everything enqueued so far has an outcome.
+pub async fn open_work(pool: &PgPool, app: &str) -> Result<i64, StatusError> {
+    Ok(sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM pushrelay.notifications WHERE app = $1 AND state = 'pending')
+              + (SELECT count(*) FROM pushrelay.deliveries WHERE app = $1 AND state IN ('pending', 'sending'))",
+    )
+    .bind(app)
+    .fetch_one(pool)
+    .await?)
+}
+
+/// Waits until [`open_work`] is zero, for at most `within`.
+pub async fn wait_until_settled(
+    pool: &PgPool,
+    app: &str,
+    within: std::time::Duration,
+) -> Result<(), StatusError> {
+    let until = tokio::time::Instant::now() + within;
+    loop {
+        let open = open_work(pool, app).await?;
+        if open == 0 {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= until {
+            return Err(StatusError::StillOpen {
+                app: app.to_owned(),
+                open,
+                secs: within.as_secs(),
+            });
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 fn ts(t: DateTime<Utc>) -> String {

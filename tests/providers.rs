@@ -43,6 +43,11 @@ fn rule(prefix: &str, fault: Fault, times: Option<u64>) -> Rule {
     }
 }
 
+/// User ids `u<i>` for `range`.
+fn users(range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("u{i}")).collect()
+}
+
 /// One notification per user, in one statement (so one fan-out batch).
 async fn notify_users(pool: &PgPool, users: &[String]) {
     sqlx::query(
@@ -135,13 +140,7 @@ async fn every_apns_reason_maps_to_its_outcome(_: PgPoolOptions, opts: PgConnect
     let mock = MockProviders::start(config).await.unwrap();
     let (s, _) = settings_for(&mock, "apns-reasons");
     let daemon = start(&pool, s);
-    notify_users(
-        &pool,
-        &(0..cases.len())
-            .map(|i| format!("u{i}"))
-            .collect::<Vec<_>>(),
-    )
-    .await;
+    notify_users(&pool, &users(0..cases.len())).await;
     wait_for(&pool, OPEN, 0).await;
 
     for ((status, reason, state, attempts), device) in cases.iter().zip(&devices) {
@@ -200,13 +199,7 @@ async fn apns_credential_errors_pause_the_app_without_burning_attempts(
     let mock = MockProviders::start(config).await.unwrap();
     let (s, _) = settings_for(&mock, "apns-config");
     let daemon = start(&pool, s);
-    notify_users(
-        &pool,
-        &(0..reasons.len())
-            .map(|i| format!("u{i}"))
-            .collect::<Vec<_>>(),
-    )
-    .await;
+    notify_users(&pool, &users(0..reasons.len())).await;
     wait_for(
         &pool,
         "SELECT count(DISTINCT delivery_id) FROM pushrelay.attempts WHERE outcome = 'config_error'",
@@ -239,7 +232,7 @@ async fn a_wrong_signing_key_is_a_config_error_that_pauses_the_app(
     apns.key_file = Some(wrong);
     s.apps.get_mut(APP).unwrap().ios = Some(ProviderSettings::Apns(apns));
     let daemon = start(&pool, s);
-    notify_users(&pool, &(0..5).map(|i| format!("u{i}")).collect::<Vec<_>>()).await;
+    notify_users(&pool, &users(0..5)).await;
     wait_for(&pool, "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'pending' AND attempts = 0 AND lease_owner IS NULL AND next_attempt_at > now() + interval '10 seconds'", 5).await;
     let reasons: Vec<String> = sqlx::query_scalar("SELECT DISTINCT reason FROM pushrelay.attempts")
         .fetch_all(&pool)
@@ -343,9 +336,9 @@ async fn every_fcm_error_maps_to_its_outcome(_: PgPoolOptions, opts: PgConnectOp
     let mock = MockProviders::start(config).await.unwrap();
     let (s, _) = settings_for(&mock, "fcm-codes");
     let daemon = start(&pool, s);
-    let mut users: Vec<String> = (0..cases.len()).map(|i| format!("u{i}")).collect();
-    users.push("uq".into());
-    notify_users(&pool, &users).await;
+    let mut recipients = users(0..cases.len());
+    recipients.push("uq".into());
+    notify_users(&pool, &recipients).await;
     wait_for(&pool, "SELECT count(*) FROM pushrelay.deliveries WHERE state IN ('pending', 'sending') AND attempts = 0", 0).await;
     wait_for(
         &pool,
@@ -411,11 +404,7 @@ async fn one_provider_token_and_one_oauth_token_serve_many_requests_and_connecti
     app.ios = Some(ProviderSettings::Apns(apns));
     app.android = Some(ProviderSettings::Fcm(fcm));
     let daemon = start(&pool, s);
-    notify_users(
-        &pool,
-        &(1..=100).map(|i| format!("u{i}")).collect::<Vec<_>>(),
-    )
-    .await;
+    notify_users(&pool, &users(1..101)).await;
     wait_for(
         &pool,
         "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'delivered'",
@@ -644,7 +633,7 @@ async fn the_client_respects_max_concurrent_streams(_: PgPoolOptions, opts: PgCo
     apns.connections = 1;
     s.apps.get_mut(APP).unwrap().ios = Some(ProviderSettings::Apns(apns));
     let daemon = start(&pool, s);
-    notify_users(&pool, &(0..60).map(|i| format!("u{i}")).collect::<Vec<_>>()).await;
+    notify_users(&pool, &users(0..60)).await;
     wait_for(&pool, OPEN, 0).await;
     // Sixty concurrent sends over one connection allowing two streams: all
     // queue for a stream, none is refused or retried.

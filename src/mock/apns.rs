@@ -6,7 +6,7 @@ use bytes::Bytes;
 use hyper::http::request::Parts;
 use serde::Deserialize;
 
-use super::{json, sleep_ms, Fault, Injected, Outcome, RandomFault, Route, State};
+use super::{json, sleep_ms, Fault, Outcome, Route, State};
 
 const PUSH_TYPES: &[&str] = &[
     "alert",
@@ -201,48 +201,28 @@ pub(super) async fn handle(
             ("retry-after", secs.to_string()),
         ]
     };
+    let unregistered = |timestamp_ms: i64| {
+        Outcome::Answer(json(
+            410,
+            &serde_json::json!({"reason": "Unregistered", "timestamp": timestamp_ms}),
+            &[("apns-id", apns_id.clone())],
+        ))
+    };
     match state.fault_for(token) {
-        None => {}
-        Some(Injected::Fault(f)) => match f {
-            Fault::Unregistered => {
-                return Outcome::Answer(json(
-                    410,
-                    &serde_json::json!({"reason": "Unregistered", "timestamp": now_ms}),
-                    &[("apns-id", apns_id)],
-                ))
-            }
-            Fault::ApnsUnregisteredSince { timestamp_ms } => {
-                return Outcome::Answer(json(
-                    410,
-                    &serde_json::json!({"reason": "Unregistered", "timestamp": timestamp_ms}),
-                    &[("apns-id", apns_id)],
-                ))
-            }
-            Fault::Unavailable => return reason(503, "ServiceUnavailable", &apns_id),
-            Fault::RateLimited { retry_after_secs } => {
-                return Outcome::Answer(json(
-                    429,
-                    &serde_json::json!({"reason": "TooManyRequests"}),
-                    &retry(retry_after_secs),
-                ))
-            }
-            Fault::Apns { status, reason: r } => return reason(status, &r, &apns_id),
-            Fault::Fcm { .. } => {}
-            Fault::Slow { ms } => sleep_ms(ms).await,
-            Fault::Reset => return Outcome::Reset,
-        },
-        Some(Injected::Random(r)) => match r {
-            RandomFault::Unavailable => return reason(503, "ServiceUnavailable", &apns_id),
-            RandomFault::RateLimited(secs) => {
-                return Outcome::Answer(json(
-                    429,
-                    &serde_json::json!({"reason": "TooManyRequests"}),
-                    &retry(secs),
-                ))
-            }
-            RandomFault::Slow(ms) => sleep_ms(ms).await,
-            RandomFault::Reset => return Outcome::Reset,
-        },
+        None | Some(Fault::Fcm { .. }) => {}
+        Some(Fault::Unregistered) => return unregistered(now_ms),
+        Some(Fault::ApnsUnregisteredSince { timestamp_ms }) => return unregistered(timestamp_ms),
+        Some(Fault::Unavailable) => return reason(503, "ServiceUnavailable", &apns_id),
+        Some(Fault::RateLimited { retry_after_secs }) => {
+            return Outcome::Answer(json(
+                429,
+                &serde_json::json!({"reason": "TooManyRequests"}),
+                &retry(retry_after_secs),
+            ))
+        }
+        Some(Fault::Apns { status, reason: r }) => return reason(status, &r, &apns_id),
+        Some(Fault::Slow { ms }) => sleep_ms(ms).await,
+        Some(Fault::Reset) => return Outcome::Reset,
     }
     state.record(Route::Apns, token, &parts.headers, payload);
     Outcome::Answer(

@@ -11,7 +11,7 @@ use hyper::http::request::Parts;
 use serde::Deserialize;
 use serde_json::{json as j, Map, Value};
 
-use super::{json, sleep_ms, Fault, Injected, Outcome, RandomFault, Route, State};
+use super::{json, sleep_ms, Fault, Outcome, Route, State};
 
 const SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
 
@@ -278,68 +278,45 @@ pub(super) async fn send(state: &State, parts: &Parts, path: &str, body: Bytes) 
         return invalid("The registration token is not a valid FCM registration token");
     }
     match state.fault_for(&token) {
-        None => {}
-        Some(Injected::Fault(f)) => match f {
-            Fault::Unregistered | Fault::ApnsUnregisteredSince { .. } => {
-                return error(
-                    404,
-                    Some("UNREGISTERED"),
-                    "Requested entity was not found.",
-                    None,
-                )
-            }
-            Fault::Unavailable => {
-                return error(
-                    503,
-                    Some("UNAVAILABLE"),
-                    "The service is currently unavailable.",
-                    None,
-                )
-            }
-            Fault::RateLimited { retry_after_secs } => {
-                return error(
-                    429,
-                    Some("QUOTA_EXCEEDED"),
-                    "Quota exceeded for quota metric 'Send requests'.",
-                    Some(retry_after_secs),
-                )
-            }
-            Fault::Fcm {
+        None | Some(Fault::Apns { .. }) => {}
+        Some(Fault::Unregistered | Fault::ApnsUnregisteredSince { .. }) => {
+            return error(
+                404,
+                Some("UNREGISTERED"),
+                "Requested entity was not found.",
+                None,
+            )
+        }
+        Some(Fault::Unavailable) => {
+            return error(
+                503,
+                Some("UNAVAILABLE"),
+                "The service is currently unavailable.",
+                None,
+            )
+        }
+        Some(Fault::RateLimited { retry_after_secs }) => {
+            return error(
+                429,
+                Some("QUOTA_EXCEEDED"),
+                "Quota exceeded for quota metric 'Send requests'.",
+                Some(retry_after_secs),
+            )
+        }
+        Some(Fault::Fcm {
+            status,
+            code,
+            message,
+        }) => {
+            return error(
                 status,
-                code,
-                message,
-            } => {
-                return error(
-                    status,
-                    Some(&code),
-                    message.as_deref().unwrap_or("Simulated error."),
-                    None,
-                )
-            }
-            Fault::Apns { .. } => {}
-            Fault::Slow { ms } => sleep_ms(ms).await,
-            Fault::Reset => return Outcome::Reset,
-        },
-        Some(Injected::Random(r)) => match r {
-            RandomFault::Unavailable => {
-                return error(
-                    503,
-                    Some("UNAVAILABLE"),
-                    "The service is currently unavailable.",
-                    None,
-                )
-            }
-            RandomFault::RateLimited(secs) => {
-                return error(
-                    429,
-                    Some("QUOTA_EXCEEDED"),
-                    "Quota exceeded for quota metric 'Send requests'.",
-                    Some(secs),
-                )
-            }
-            RandomFault::Slow(ms) => sleep_ms(ms).await,
-            RandomFault::Reset => return Outcome::Reset,
-        },
+                Some(&code),
+                message.as_deref().unwrap_or("Simulated error."),
+                None,
+            )
+        }
+        Some(Fault::Slow { ms }) => sleep_ms(ms).await,
+        Some(Fault::Reset) => return Outcome::Reset,
     }
     state.record(Route::Fcm, &token, &parts.headers, doc);
     Outcome::Answer(json(

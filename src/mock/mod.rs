@@ -465,21 +465,11 @@ pub(crate) fn json(status: u16, body: &serde_json::Value, headers: &[(&str, Stri
         .expect("a valid response")
 }
 
-/// The scripted or random fault for this request, if any.
-pub(crate) enum Injected {
-    Fault(Fault),
-    Random(RandomFault),
-}
-
-pub(crate) enum RandomFault {
-    Unavailable,
-    RateLimited(u64),
-    Slow(u64),
-    Reset,
-}
-
 impl State {
-    fn fault_for(&self, token: &str) -> Option<Injected> {
+    /// The scripted or random fault for this request, if any. Random rates
+    /// yield the same faults a rule can name, so each route answers them
+    /// in one place.
+    fn fault_for(&self, token: &str) -> Option<Fault> {
         let nth = {
             let mut seen = self.per_token.lock().unwrap();
             let n = match seen.get_mut(token) {
@@ -498,20 +488,22 @@ impl State {
             return rule
                 .times
                 .is_none_or(|t| nth <= t)
-                .then(|| Injected::Fault(rule.fault.clone()));
+                .then(|| rule.fault.clone());
         }
         let mut x = fastrand::f64();
         for (rate, f) in [
-            (faults.unavailable_rate, RandomFault::Unavailable),
+            (faults.unavailable_rate, Fault::Unavailable),
             (
                 faults.rate_limited_rate,
-                RandomFault::RateLimited(faults.retry_after_secs),
+                Fault::RateLimited {
+                    retry_after_secs: faults.retry_after_secs,
+                },
             ),
-            (faults.slow_rate, RandomFault::Slow(faults.slow_ms)),
-            (faults.reset_rate, RandomFault::Reset),
+            (faults.slow_rate, Fault::Slow { ms: faults.slow_ms }),
+            (faults.reset_rate, Fault::Reset),
         ] {
             if x < rate {
-                return Some(Injected::Random(f));
+                return Some(f);
             }
             x -= rate;
         }

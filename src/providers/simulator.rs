@@ -10,7 +10,7 @@
 //! - *rates*: random transient errors, 429s, dead tokens and timeouts for
 //!   load tests.
 //!
-//! It enforces the same 4096-byte payload limit as APNs and FCM.
+//! It builds the real APNs payload and enforces its 4096-byte limit.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,9 +21,6 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::{Accepted, Message, Provider, SendError};
-
-/// Largest payload APNs and FCM accept for a regular notification.
-pub const MAX_PAYLOAD_BYTES: usize = 4096;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -182,22 +179,6 @@ impl Simulator {
         }
         None
     }
-
-    /// The payload a real provider would receive, for its size.
-    fn payload_len(msg: &Message<'_>) -> usize {
-        let c = msg.content;
-        let data: serde_json::Map<String, serde_json::Value> = c
-            .data
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-            .collect();
-        serde_json::json!({
-            "aps": {"alert": {"title": c.title, "body": c.body}},
-            "data": data,
-        })
-        .to_string()
-        .len()
-    }
 }
 
 #[async_trait]
@@ -226,15 +207,9 @@ impl Provider for Simulator {
         if latency > 0 {
             tokio::time::sleep(Duration::from_millis(latency)).await;
         }
-        let len = Self::payload_len(msg);
-        if len > MAX_PAYLOAD_BYTES {
-            return Err(SendError::Permanent {
-                status: Some(413),
-                reason: format!(
-                    "PayloadTooLarge: payload is {len} bytes, the limit is {MAX_PAYLOAD_BYTES}"
-                ),
-            });
-        }
+        // The real APNs payload and its limit (the stricter shape), so a
+        // message the simulator accepts fits the real providers too.
+        super::apns::payload(msg.content, "alert")?;
         let (retry_after, behaviour) = match self.scripted(msg.token, nth) {
             Some((rule, b)) => (rule.retry_after_secs.unwrap_or(s.retry_after_secs), Some(b)),
             None => (s.retry_after_secs, self.random_fault()),
