@@ -1,27 +1,25 @@
 //! pushrelay: a push notification delivery daemon.
 //!
 //! Producers write notifications into a PostgreSQL outbox in their own
-//! transactions; pushrelay fans each out to the recipient's devices
-//! ([`outbox`]), sends them through a provider per platform ([`dispatch`],
-//! [`providers`]), retries by the rules in [`retry`], and records a receipt
-//! for every attempt. [`daemon::Daemon`] runs it all; the CLI in [`cli`] and
-//! the tests drive the same library.
+//! transactions; pushrelay fans each out to the recipient's devices, sends
+//! them through a provider per platform, retries by the rules in
+//! [`worker::retry`], and records a receipt for every attempt.
+//!
+//! Dependencies point one way: [`model`] and [`config`] at the bottom;
+//! [`store`] (all SQL), [`templates`] and [`providers`] above them;
+//! [`worker`] above those; [`app`] wires one application that the [`cli`]
+//! and the tests start.
 
-pub mod bench;
-pub mod breaker;
+pub mod app;
 pub mod cli;
 pub mod config;
-pub mod daemon;
-pub mod db;
-pub mod demo;
-pub mod devices;
-pub mod dispatch;
-pub mod maintenance;
+#[cfg(feature = "mock")]
 pub mod mock;
+#[cfg(feature = "mock")]
 pub mod mock_setup;
-pub mod outbox;
+pub mod model;
 pub mod providers;
-pub mod retry;
-pub mod status;
+pub mod store;
 pub mod telemetry;
 pub mod templates;
+pub mod worker;

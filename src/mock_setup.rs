@@ -6,9 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::config::{ApnsSettings, FcmSettings};
 use crate::mock::MockProviders;
-use crate::providers::apns::ApnsSettings;
-use crate::providers::fcm::FcmSettings;
 
 /// Provider settings that reach the mock, and where the credentials are.
 #[derive(Debug, Clone)]

@@ -4,8 +4,9 @@
 mod common;
 
 use common::*;
-use pushrelay::devices::{self, Environment, NewDevice, Platform};
-use pushrelay::outbox::{self, NewNotification, OutboxError};
+use pushrelay::model::{Environment, Platform};
+use pushrelay::store::devices::{self, NewDevice};
+use pushrelay::store::notifications::{self as outbox, NewNotification, OutboxError};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
@@ -159,5 +160,5 @@ async fn bad_notifications_fail_with_a_reason_and_the_daemon_keeps_running(
         1,
     )
     .await;
-    daemon.shutdown().await;
+    stop(daemon).await;
 }

@@ -24,6 +24,7 @@ fn every_verb_has_help() {
         vec!["check-config"],
         vec!["demo"],
         vec!["bench"],
+        #[cfg(feature = "mock")]
         vec!["mock-providers"],
     ] {
         let out = pushrelay().args(&verb).arg("--help").output().unwrap();
@@ -50,7 +51,7 @@ fn check_config_explains_problems_in_plain_words() {
     let bad = dir.join("bad.toml");
     std::fs::write(
         &bad,
-        "[worker]\nlease_secs = 1\n[retry.urgent]\nbase_ms = 10\ncap_ms = 5\nmax_attempts = 0\nmax_retry_after_secs = 1\n\
+        "[worker]\nlease_secs = 0\n[lanes.ios]\nbulk_share = 1.5\n[retry.urgent]\nbase_ms = 10\ncap_ms = 5\nmax_attempts = 0\nmax_retry_after_secs = 1\n\
          [apps.Bank]\nios = { provider = \"simulator\" }\n",
     )
     .unwrap();
@@ -63,7 +64,8 @@ fn check_config_explains_problems_in_plain_words() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     for expected in [
-        "worker.lease_secs (1 s) must be at least twice worker.send_timeout_ms",
+        "worker.lease_secs must be greater than 0",
+        "lanes.ios.bulk_share is 1.5",
         "retry.urgent: cap_ms (5) is smaller than base_ms (10)",
         "retry.urgent: max_attempts must be at least 1",
         "app name \"Bank\" may only use lowercase letters",
@@ -94,6 +96,7 @@ fn check_config_explains_problems_in_plain_words() {
     );
 }
 
+#[cfg(feature = "mock")]
 #[test]
 fn mock_providers_writes_working_credentials_and_a_config_snippet() {
     let refused = pushrelay()

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use pushrelay::devices::Platform;
+use pushrelay::model::Platform;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
@@ -33,7 +33,7 @@ async fn readme_recipient(pool: &PgPool) -> (i64, i64, i64) {
     )
     .await;
     let c = add_device(pool, "user-4711", Platform::Ios, &ios_token("a1", 2)).await;
-    pushrelay::devices::remove(pool, c).await.unwrap();
+    pushrelay::store::devices::remove(pool, c).await.unwrap();
     (a, b, c)
 }
 
@@ -82,7 +82,7 @@ async fn readme_insert_in_a_committed_transaction_reaches_every_active_device(
     let simulator = daemon.providers.simulator().unwrap();
     assert_eq!(simulator.attempts_for(&ios_token("a1", 1)), 1);
     assert_eq!(simulator.attempts_for("fcm-token-of-user-4711"), 1);
-    daemon.shutdown().await;
+    stop(daemon).await;
 }
 
 #[sqlx::test(migrations = false)]
@@ -102,9 +102,9 @@ async fn readme_insert_in_a_rolled_back_transaction_sends_nothing(
     tx.rollback().await.unwrap();
     // A committed notification afterwards proves the daemon was running
     // and would have picked the first one up.
-    pushrelay::outbox::enqueue(
+    pushrelay::store::notifications::enqueue(
         &pool,
-        &pushrelay::outbox::NewNotification {
+        &pushrelay::store::notifications::NewNotification {
             app: APP.into(),
             user_id: Some("someone-else".into()),
             body: Some("marker".into()),
@@ -130,7 +130,7 @@ async fn readme_insert_in_a_rolled_back_transaction_sends_nothing(
         0
     );
     assert_eq!(daemon.providers.simulator().unwrap().requests(), 0);
-    daemon.shutdown().await;
+    stop(daemon).await;
 }
 
 #[sqlx::test(migrations = false)]
@@ -165,7 +165,7 @@ async fn the_same_idempotency_key_twice_is_one_notification(
         2
     );
     assert_eq!(daemon.providers.simulator().unwrap().requests(), 2);
-    daemon.shutdown().await;
+    stop(daemon).await;
 }
 
 #[sqlx::test(migrations = false)]
@@ -216,7 +216,7 @@ async fn scheduled_notifications_wait_and_expired_ones_are_never_sent(
         0
     );
     assert_eq!(daemon.providers.simulator().unwrap().requests(), 1);
-    daemon.shutdown().await;
+    stop(daemon).await;
 }
 
 #[sqlx::test(migrations = false)]
@@ -246,7 +246,7 @@ async fn a_delivery_that_expires_while_waiting_for_a_retry_is_never_sent_again(
         daemon.providers.simulator().unwrap().attempts_for(&token),
         1
     );
-    daemon.shutdown().await;
+    stop(daemon).await;
 }
 
 #[sqlx::test(migrations = false)]
@@ -277,5 +277,5 @@ async fn devices_on_a_platform_the_app_does_not_send_to_get_no_delivery(
         count(&pool, "SELECT count(*) FROM pushrelay.deliveries").await,
         0
     );
-    daemon.shutdown().await;
+    stop(daemon).await;
 }

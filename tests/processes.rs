@@ -61,8 +61,8 @@ async fn two_daemons_send_every_delivery_exactly_once(_: PgPoolOptions, opts: Pg
         2,
         "both processes should have sent"
     );
-    a.shutdown().await;
-    b.shutdown().await;
+    stop(a).await;
+    stop(b).await;
 }
 
 #[sqlx::test(migrations = false)]
@@ -105,7 +105,7 @@ async fn deliveries_of_a_crashed_process_are_reclaimed_after_the_lease(
     );
     assert_eq!(count(&pool_b, "SELECT count(*) FROM pushrelay.attempts WHERE outcome = 'lost' AND worker = 'crashing-worker'").await, 40);
     assert_eq!(b.providers.simulator().unwrap().accepted(), 40);
-    b.shutdown().await;
+    stop(b).await;
 }
 
 /// A daemon with 100 deliveries in flight at a provider that answers after
@@ -130,7 +130,7 @@ async fn graceful_shutdown_finishes_in_flight_sends(_: PgPoolOptions, opts: PgCo
     let pool = pool(&opts).await;
     let daemon = with_sends_in_flight(&pool, 500).await;
     let simulator = daemon.providers.simulator().unwrap().clone();
-    daemon.shutdown().await;
+    stop(daemon).await;
 
     assert_eq!(count(&pool, "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'sending' OR lease_owner IS NOT NULL").await, 0);
     assert_eq!(
@@ -150,7 +150,7 @@ async fn hard_shutdown_hands_unfinished_sends_back(_: PgPoolOptions, opts: PgCon
     let daemon = with_sends_in_flight(&pool, 30_000).await;
     daemon.stop.cancel();
     daemon.hard_stop.cancel();
-    daemon.handle.await.unwrap();
+    daemon.handle.await.unwrap().unwrap();
 
     // Nothing is left leased, and the abandoned attempts are not counted.
     assert_eq!(count(&pool, "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'pending' AND attempts = 0 AND lease_owner IS NULL").await, 100);
@@ -165,7 +165,7 @@ async fn hard_shutdown_hands_unfinished_sends_back(_: PgPoolOptions, opts: PgCon
         .await,
         100
     );
-    next.shutdown().await;
+    stop(next).await;
 }
 
 #[sqlx::test(migrations = false)]
@@ -210,5 +210,5 @@ async fn the_listener_reconnects_after_losing_its_connection(
         4,
     )
     .await;
-    daemon.shutdown().await;
+    stop(daemon).await;
 }

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use common::*;
 use pushrelay::config::{ProviderSettings, Settings};
-use pushrelay::devices::Platform;
 use pushrelay::mock::{Fault, Faults, MockConfig, MockProviders, Route, Rule};
 use pushrelay::mock_setup::{write_credentials, MockRoutes};
+use pushrelay::model::Platform;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
@@ -72,7 +72,7 @@ async fn delivery_of(pool: &PgPool, device: i64) -> (String, i32, Vec<String>) {
             .unwrap();
     let outcomes = sqlx::query_scalar(
         "SELECT a.outcome FROM pushrelay.attempts a JOIN pushrelay.deliveries d ON d.id = a.delivery_id
-          WHERE d.device_id = $1 ORDER BY a.id",
+          WHERE d.device_id = $1 ORDER BY a.attempt",
     )
     .bind(device)
     .fetch_all(pool)
@@ -161,7 +161,7 @@ async fn every_apns_reason_maps_to_its_outcome(_: PgPoolOptions, opts: PgConnect
     }
     // ExpiredProviderToken made the client sign a second token.
     assert_eq!(daemon.providers.apns_signatures(), 2);
-    daemon.shutdown().await;
+    stop(daemon).await;
 }
 
 #[sqlx::test(migrations = false)]
@@ -214,7 +214,7 @@ async fn apns_credential_errors_pause_the_app_without_burning_attempts(
         seen,
         "sends to a misconfigured app must pause"
     );
-    daemon.shutdown().await;
+    stop(daemon).await;
 }
 
 #[sqlx::test(migrations = false)]
@@ -244,7 +244,7 @@ async fn a_wrong_signing_key_is_a_config_error_that_pauses_the_app(
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(mock.stats().requests, seen);
     assert_eq!(mock.stats().accepted, 0);
-    daemon.shutdown().await;
+    stop(daemon).await;
 }
 
 #[sqlx::test(migrations = false)]
@@ -367,7 +367,7 @@ async fn every_fcm_error_maps_to_its_outcome(_: PgPoolOptions, opts: PgConnectOp
         wait_s >= 60.0,
         "QUOTA_EXCEEDED must back off at least a minute, got {wait_s} s"
     );
-    daemon.shutdown().await;
+    stop(daemon).await;
 
     // THIRD_PARTY_AUTH_ERROR pauses the app like a credential error.
     mock.set_faults(Faults {
@@ -379,7 +379,7 @@ async fn every_fcm_error_maps_to_its_outcome(_: PgPoolOptions, opts: PgConnectOp
     let daemon = start(&pool, s);
     notify_users(&pool, &["ux".to_string()]).await;
     wait_for(&pool, &format!("SELECT count(*) FROM pushrelay.attempts a JOIN pushrelay.deliveries d ON d.id = a.delivery_id WHERE d.device_id = {device} AND a.outcome = 'config_error'"), 1).await;
-    daemon.shutdown().await;
+    stop(daemon).await;
 }
 
 #[sqlx::test(migrations = false)]
@@ -441,7 +441,7 @@ async fn one_provider_token_and_one_oauth_token_serve_many_requests_and_connecti
     .await;
     assert_eq!(mock.stats().oauth_token_requests, 2);
     assert_eq!(mock.stats().distinct_provider_jwts, 1);
-    daemon.shutdown().await;
+    stop(daemon).await;
 }
 
 #[sqlx::test(migrations = false)]
@@ -494,7 +494,7 @@ async fn retry_after_delays_the_retry_and_a_reset_connection_is_retried_once(
         received, 1,
         "the reset request must be delivered exactly once"
     );
-    daemon.shutdown().await;
+    stop(daemon).await;
 }
 
 #[sqlx::test(migrations = false)]
@@ -532,7 +532,7 @@ async fn oversized_payloads_are_rejected_before_any_request(
         errors[1]
     );
     assert_eq!(mock.stats().requests, 0);
-    daemon.shutdown().await;
+    stop(daemon).await;
 }
 
 #[sqlx::test(migrations = false)]
@@ -615,7 +615,7 @@ async fn every_device_receives_exactly_the_expected_payload(
             "no fields beyond token, notification, data, android: {m}"
         );
     }
-    daemon.shutdown().await;
+    stop(daemon).await;
 }
 
 #[sqlx::test(migrations = false)]
@@ -646,21 +646,21 @@ async fn the_client_respects_max_concurrent_streams(_: PgPoolOptions, opts: PgCo
         60
     );
     assert_eq!(mock.stats().connections, 1);
-    daemon.shutdown().await;
+    stop(daemon).await;
 }
 
 #[sqlx::test(migrations = false)]
 async fn certificate_auth_and_per_device_environments(_: PgPoolOptions, opts: PgConnectOptions) {
     let pool = pool(&opts).await;
     let prod = add_device(&pool, "u1", Platform::Ios, &ios_token("ab", 1)).await;
-    let sandbox = pushrelay::devices::register(
+    let sandbox = pushrelay::store::devices::register(
         &pool,
-        &pushrelay::devices::NewDevice {
+        &pushrelay::store::devices::NewDevice {
             app: APP,
             user_id: "u1",
             platform: Platform::Ios,
             token: &ios_token("ab", 2),
-            environment: pushrelay::devices::Environment::Sandbox,
+            environment: pushrelay::model::Environment::Sandbox,
             locale: "en",
             timezone: "UTC",
         },
@@ -690,7 +690,7 @@ async fn certificate_auth_and_per_device_environments(_: PgPoolOptions, opts: Pg
     assert_eq!(mock.stats().accepted, 1);
     let (_, _, outcomes) = delivery_of(&pool, sandbox).await;
     assert_eq!(outcomes[0], "transient");
-    daemon.shutdown().await;
+    stop(daemon).await;
 }
 
 #[sqlx::test(migrations = false)]
@@ -746,7 +746,7 @@ async fn an_apns_410_older_than_the_devices_registration_keeps_the_device(
         active(fresh).await,
         "re-registered after the 410's timestamp: kept"
     );
-    daemon.shutdown().await;
+    stop(daemon).await;
 }
 
 #[sqlx::test(migrations = false)]
@@ -780,7 +780,7 @@ async fn certificate_auth_from_a_pkcs12_file(_: PgPoolOptions, opts: PgConnectOp
     let mut apns = routes.apns.clone();
     (apns.team_id, apns.key_id, apns.key_file) = (None, None, None);
     apns.pkcs12_file = Some(p12.clone());
-    apns.pkcs12_password = pushrelay::providers::apns::Secret("wrong".into());
+    apns.pkcs12_password = pushrelay::config::Secret("wrong".into());
     s.apps.get_mut(APP).unwrap().ios = Some(ProviderSettings::Apns(apns.clone()));
     let err = pushrelay::providers::Providers::from_settings(&s)
         .err()
@@ -791,7 +791,7 @@ async fn certificate_auth_from_a_pkcs12_file(_: PgPoolOptions, opts: PgConnectOp
         "{err}"
     );
 
-    apns.pkcs12_password = pushrelay::providers::apns::Secret("s3cret".into());
+    apns.pkcs12_password = pushrelay::config::Secret("s3cret".into());
     assert!(
         !format!("{apns:?}").contains("s3cret"),
         "the password must not show in Debug output"
@@ -806,5 +806,5 @@ async fn certificate_auth_from_a_pkcs12_file(_: PgPoolOptions, opts: PgConnectOp
     )
     .await;
     assert_eq!(mock.stats().distinct_provider_jwts, 0);
-    daemon.shutdown().await;
+    stop(daemon).await;
 }

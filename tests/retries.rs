@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use pushrelay::devices::Platform;
+use pushrelay::model::Platform;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 async fn notify(pool: &sqlx::PgPool, user: &str) {
@@ -85,7 +85,7 @@ async fn transient_failures_are_retried_with_growing_jittered_delays_then_delive
         third.len() >= 10,
         "20 simultaneous failures must not retry in lockstep: {third:?}"
     );
-    daemon.shutdown().await;
+    stop(daemon).await;
 }
 
 #[sqlx::test(migrations = false)]
@@ -117,7 +117,7 @@ async fn retry_after_is_honoured(_: PgPoolOptions, opts: PgConnectOptions) {
         .await,
         1
     );
-    daemon.shutdown().await;
+    stop(daemon).await;
 }
 
 #[sqlx::test(migrations = false)]
@@ -141,7 +141,7 @@ async fn a_permanent_failure_is_not_retried(_: PgPoolOptions, opts: PgConnectOpt
         daemon.providers.simulator().unwrap().attempts_for(&token),
         1
     );
-    daemon.shutdown().await;
+    stop(daemon).await;
 }
 
 #[sqlx::test(migrations = false)]
@@ -189,9 +189,9 @@ async fn a_dead_token_invalidates_the_device_and_the_next_notification_skips_it(
             .fetch_one(&pool)
             .await
             .unwrap();
-    let report = pushrelay::status::load(&pool, id).await.unwrap();
+    let report = pushrelay::store::status::load(&pool, id).await.unwrap();
     let json = serde_json::to_string(&report).unwrap();
-    let table = pushrelay::status::render_table(&report);
+    let table = pushrelay::cli::render_table(&report);
     assert!(
         table.contains("token_dead") && table.contains("Unregistered"),
         "{table}"
@@ -208,7 +208,7 @@ async fn a_dead_token_invalidates_the_device_and_the_next_notification_skips_it(
         .await,
         2
     );
-    daemon.shutdown().await;
+    stop(daemon).await;
 }
 
 #[sqlx::test(migrations = false)]
@@ -252,7 +252,7 @@ async fn rejected_credentials_pause_the_app_without_burning_attempts(
         daemon.providers.simulator().unwrap().attempts_for(&token),
         1
     );
-    daemon.shutdown().await;
+    stop(daemon).await;
 }
 
 #[sqlx::test(migrations = false)]
@@ -298,7 +298,7 @@ async fn a_provider_failing_everything_trips_the_breaker(_: PgPoolOptions, opts:
         .await
             > 0
     );
-    daemon.shutdown().await;
+    stop(daemon).await;
 }
 
 #[sqlx::test(migrations = false)]
@@ -330,5 +330,5 @@ async fn a_provider_that_never_answers_times_out_is_retried_and_given_up(
     )
     .await;
     assert_eq!(timeouts, 3);
-    daemon.shutdown().await;
+    stop(daemon).await;
 }

@@ -8,15 +8,15 @@ async fn migrations_are_repeatable_and_live_in_their_own_schema(
     opts: PgConnectOptions,
 ) {
     let pool = PgPoolOptions::new().connect_with(opts).await.unwrap();
-    let err = pushrelay::db::check_schema(&pool)
+    let err = pushrelay::store::check_schema(&pool)
         .await
         .unwrap_err()
         .to_string();
     assert!(err.contains("run `pushrelay migrate`"), "{err}");
 
-    pushrelay::db::migrate(&pool).await.unwrap();
-    pushrelay::db::migrate(&pool).await.unwrap();
-    pushrelay::db::check_schema(&pool).await.unwrap();
+    pushrelay::store::migrate(&pool).await.unwrap();
+    pushrelay::store::migrate(&pool).await.unwrap();
+    pushrelay::store::check_schema(&pool).await.unwrap();
 
     // The producer's own sqlx migrations table (in public) is untouched.
     let public: Option<String> =
@@ -27,10 +27,26 @@ async fn migrations_are_repeatable_and_live_in_their_own_schema(
     assert_eq!(public, None);
     let tables: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'pushrelay'
-            AND table_name IN ('devices', 'notifications', 'deliveries', 'attempts', '_sqlx_migrations')",
+            AND table_name IN ('devices', 'notifications', 'deliveries', 'attempts', 'workers', '_sqlx_migrations')",
     )
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert_eq!(tables, 5);
+    assert_eq!(tables, 6);
+}
+
+#[sqlx::test(migrations = false)]
+async fn every_statement_of_the_store_fits_the_schema(_: PgPoolOptions, opts: PgConnectOptions) {
+    use sqlx::Executor;
+    let pool = PgPoolOptions::new().connect_with(opts).await.unwrap();
+    pushrelay::store::migrate(&pool).await.unwrap();
+    let mut checked = 0;
+    for (name, sql) in pushrelay::store::statements() {
+        // PostgreSQL parses, plans and type-checks it without running it.
+        if let Err(e) = pool.describe(sql).await {
+            panic!("store statement {name} does not fit the schema: {e}");
+        }
+        checked += 1;
+    }
+    assert!(checked >= 20, "only {checked} statements listed");
 }

@@ -4,7 +4,7 @@
 //! A provider turns one rendered [`Message`] into one request to APNs, FCM or
 //! SNS and classifies the answer into a [`SendError`] variant that says what
 //! happens next (retry, give up, kill the token, pause the app). The retry
-//! decision itself is made by [`crate::retry`], never by a provider.
+//! decision itself is made by the worker's retry policy, never by a provider.
 //!
 //! [`Providers`] maps each configured app and platform to its provider.
 
@@ -22,8 +22,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::config::{ProviderSettings, Settings};
-use crate::devices::{Environment, Platform};
-use crate::retry::Priority;
+use crate::model::{AttemptOutcome, Environment, Platform, Priority};
 use crate::templates::Rendered;
 
 /// One push to one device, ready to be mapped onto a provider's wire format.
@@ -90,13 +89,13 @@ impl SendError {
         }
     }
 
-    /// The outcome name recorded in the attempt log.
-    pub fn outcome(&self) -> &'static str {
+    /// The outcome recorded in the attempt's receipt.
+    pub fn outcome(&self) -> AttemptOutcome {
         match self {
-            SendError::Transient { .. } => "transient",
-            SendError::Permanent { .. } => "permanent",
-            SendError::TokenDead { .. } => "token_dead",
-            SendError::Config { .. } => "config_error",
+            SendError::Transient { .. } => AttemptOutcome::Transient,
+            SendError::Permanent { .. } => AttemptOutcome::Permanent,
+            SendError::TokenDead { .. } => AttemptOutcome::TokenDead,
+            SendError::Config { .. } => AttemptOutcome::ConfigError,
         }
     }
 }
@@ -156,7 +155,7 @@ impl Providers {
         let mut apns_tokens = Vec::new();
         let mut fcm_shared = fcm::Shared::default();
         for (app, app_settings) in &settings.apps {
-            for platform in Platform::ALL {
+            for &platform in Platform::ALL {
                 let Some(p) = app_settings.provider(platform) else {
                     continue;
                 };

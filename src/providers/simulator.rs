@@ -10,7 +10,8 @@
 //! - *rates*: random transient errors, 429s, dead tokens and timeouts for
 //!   load tests.
 //!
-//! It builds the real APNs payload and enforces its 4096-byte limit.
+//! It builds the real APNs payload and enforces its 4096-byte limit. A
+//! `panic` rule makes a send panic, as a bug in a provider client would.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,104 +19,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::Deserialize;
 
 use super::{Accepted, Message, Provider, SendError};
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SimulatorSettings {
-    /// Base latency of every send.
-    pub latency_ms: u64,
-    /// Extra uniform random latency on top of `latency_ms`.
-    pub latency_jitter_ms: u64,
-    /// Share of sends answered 503 ServiceUnavailable.
-    pub transient_error_rate: f64,
-    /// Share of sends answered 429 with `Retry-After: retry_after_secs`.
-    pub rate_limited_rate: f64,
-    pub retry_after_secs: u64,
-    /// Share of sends answered 410 Unregistered.
-    pub dead_token_rate: f64,
-    /// Share of sends that never answer (the caller's timeout fires).
-    pub timeout_rate: f64,
-    pub rules: Vec<Rule>,
-}
-
-impl Default for SimulatorSettings {
-    fn default() -> Self {
-        Self {
-            latency_ms: 2,
-            latency_jitter_ms: 3,
-            transient_error_rate: 0.0,
-            rate_limited_rate: 0.0,
-            retry_after_secs: 1,
-            dead_token_rate: 0.0,
-            timeout_rate: 0.0,
-            rules: Vec::new(),
-        }
-    }
-}
-
-impl SimulatorSettings {
-    pub(crate) fn problems(&self) -> Vec<String> {
-        let rates = [
-            ("transient_error_rate", self.transient_error_rate),
-            ("rate_limited_rate", self.rate_limited_rate),
-            ("dead_token_rate", self.dead_token_rate),
-            ("timeout_rate", self.timeout_rate),
-        ];
-        let mut p: Vec<String> = rates
-            .iter()
-            .filter(|(_, r)| !(0.0..=1.0).contains(r))
-            .map(|(k, r)| format!("simulator.{k} is {r}; a rate is between 0.0 and 1.0"))
-            .collect();
-        let total: f64 = rates.iter().map(|(_, r)| r).sum();
-        if total > 1.0 {
-            p.push(format!(
-                "simulator fault rates add up to {total}; together they must not exceed 1.0"
-            ));
-        }
-        p.extend(
-            self.rules
-                .iter()
-                .filter(|r| r.token_prefix.is_empty())
-                .map(|_| {
-                    "a simulator rule has an empty token_prefix; it would match every token"
-                        .to_string()
-                }),
-        );
-        p
-    }
-}
-
-/// Tokens starting with `token_prefix` get `behaviour`, for their first
-/// `times` attempts (every attempt when `times` is absent).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Rule {
-    pub token_prefix: String,
-    pub behaviour: Behaviour,
-    pub times: Option<u64>,
-    /// For `rate_limited`: the `Retry-After` to answer with.
-    pub retry_after_secs: Option<u64>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Behaviour {
-    /// 410 Unregistered.
-    Unregistered,
-    /// 400 BadCollapseId: a permanent rejection of the message.
-    BadMessage,
-    /// 503 ServiceUnavailable.
-    Transient,
-    /// 429 TooManyRequests with Retry-After.
-    RateLimited,
-    /// No answer at all.
-    Timeout,
-    /// 403 InvalidProviderToken: our credentials are wrong.
-    ConfigError,
-}
+use crate::config::{Behaviour, SimulatorRule, SimulatorSettings};
 
 pub struct Simulator {
     settings: SimulatorSettings,
@@ -151,7 +57,7 @@ impl Simulator {
         self.sent.load(Ordering::Relaxed)
     }
 
-    fn scripted(&self, token: &str, nth: u64) -> Option<(&Rule, Behaviour)> {
+    fn scripted(&self, token: &str, nth: u64) -> Option<(&SimulatorRule, Behaviour)> {
         let rule = self
             .settings
             .rules
@@ -245,6 +151,7 @@ impl Provider for Simulator {
                 status: Some(403),
                 reason: "InvalidProviderToken".into(),
             }),
+            Some(Behaviour::Panic) => panic!("simulated provider bug (simulator rule `panic`)"),
             Some(Behaviour::Timeout) => {
                 std::future::pending::<()>().await;
                 unreachable!("a pending future never completes")

@@ -1,21 +1,18 @@
 //! Shared test harness: a migrated pool on the test's own database, test
-//! settings with fast retries, and a daemon running in the background.
+//! settings with fast retries, and a worker running in the background.
 #![allow(dead_code)]
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pushrelay::app::App;
 use pushrelay::config::{AppSettings, ProviderSettings, Settings};
-use pushrelay::daemon::Daemon;
-use pushrelay::devices::{self, Environment, NewDevice, Platform};
-use pushrelay::providers::simulator::{Behaviour, Rule};
+use pushrelay::config::{Behaviour, SimulatorRule as Rule};
+use pushrelay::model::{Environment, Platform};
 use pushrelay::providers::Providers;
-use pushrelay::templates::Templates;
+use pushrelay::store::devices::{self, NewDevice};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 pub const APP: &str = "bank";
 
@@ -27,7 +24,7 @@ pub async fn pool(opts: &PgConnectOptions) -> PgPool {
         .connect_with(opts.clone())
         .await
         .expect("connect to the test database");
-    pushrelay::db::migrate(&pool).await.expect("migrate");
+    pushrelay::store::migrate(&pool).await.expect("migrate");
     pool
 }
 
@@ -72,44 +69,26 @@ pub fn settings() -> Settings {
     s
 }
 
-pub struct Running {
-    pub stop: CancellationToken,
-    pub hard_stop: CancellationToken,
-    pub handle: JoinHandle<()>,
-    pub providers: Providers,
-}
-
-impl Running {
-    /// Graceful stop, waiting for the daemon to return.
-    pub async fn shutdown(self) {
-        self.stop.cancel();
-        self.handle.await.expect("daemon task");
-    }
-}
+pub use pushrelay::app::Running;
 
 pub fn start(pool: &PgPool, settings: Settings) -> Running {
-    let providers = Providers::from_settings(&settings).expect("providers");
-    start_with(pool, settings, providers)
+    App::with_pool(settings, pool.clone()).expect("app").spawn()
 }
 
-/// Starts a daemon with the given providers (two daemons sharing one
+/// Starts a worker with the given providers (two workers sharing one
 /// simulator can then be compared against one request count).
 pub fn start_with(pool: &PgPool, settings: Settings, providers: Providers) -> Running {
-    let templates = Arc::new(Templates::load(&settings.templates.dir).expect("templates"));
-    let (stop, hard_stop) = (CancellationToken::new(), CancellationToken::new());
-    let daemon = Daemon::new(
-        pool.clone(),
-        Arc::new(settings),
-        providers.clone(),
-        templates,
-    );
-    let handle = tokio::spawn(daemon.run(stop.clone(), hard_stop.clone()));
-    Running {
-        stop,
-        hard_stop,
-        handle,
-        providers,
-    }
+    let mut app = App::with_pool(settings, pool.clone()).expect("app");
+    app.providers = providers;
+    app.spawn()
+}
+
+/// Stops a worker gracefully and checks it ended cleanly.
+pub async fn stop(running: Running) {
+    running
+        .shutdown()
+        .await
+        .expect("the worker stopped with an error");
 }
 
 /// A valid-looking APNs token starting with `prefix` (hex), unique per `n`.

@@ -1,0 +1,127 @@
+//! `pushrelay devices add|list|remove`.
+
+use anyhow::Context;
+use clap::Subcommand;
+
+use super::send::known_app;
+use crate::config::Settings;
+use crate::model::{mask_token, Environment, Platform};
+use crate::store::devices::{self, NewDevice};
+
+#[derive(Debug, Subcommand)]
+pub enum DevicesCommand {
+    /// Register (or re-register) a device token; prints the device id.
+    Add {
+        #[arg(long)]
+        app: String,
+        #[arg(long)]
+        user: String,
+        #[arg(long, value_parser = parse::<Platform>)]
+        platform: Platform,
+        #[arg(long)]
+        token: String,
+        /// APNs gateway the token belongs to.
+        #[arg(long, default_value = "production", value_parser = parse::<Environment>)]
+        environment: Environment,
+        #[arg(long, default_value = "en")]
+        locale: String,
+        #[arg(long, default_value = "UTC")]
+        timezone: String,
+    },
+    /// List devices (tokens masked).
+    List {
+        #[arg(long)]
+        app: Option<String>,
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Unregister a device (kept, invalidated, so its history stays).
+    Remove { id: i64 },
+}
+
+fn parse<T: std::str::FromStr<Err = crate::model::UnknownValue>>(s: &str) -> Result<T, String> {
+    s.parse()
+        .map_err(|e: crate::model::UnknownValue| e.to_string())
+}
+
+pub(super) async fn devices_command(
+    settings: &Settings,
+    pool: &sqlx::PgPool,
+    cmd: DevicesCommand,
+) -> anyhow::Result<()> {
+    match cmd {
+        DevicesCommand::Add {
+            app,
+            user,
+            platform,
+            token,
+            environment,
+            locale,
+            timezone,
+        } => {
+            known_app(settings, &app)?;
+            let id = devices::register(
+                pool,
+                &NewDevice {
+                    app: &app,
+                    user_id: &user,
+                    platform,
+                    token: &token,
+                    environment,
+                    locale: &locale,
+                    timezone: &timezone,
+                },
+            )
+            .await?;
+            println!("{id}");
+        }
+        DevicesCommand::List { app, user, json } => {
+            let rows = devices::list(pool, app.as_deref(), user.as_deref()).await?;
+            if json {
+                let out: Vec<_> = rows
+                    .iter()
+                    .map(|d| {
+                        let mut v = serde_json::to_value(d).expect("devices serialize");
+                        v["token"] = mask_token(&d.token).into();
+                        v
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                println!(
+                    "{:<6} {:<10} {:<16} {:<8} {:<14} {:<6} state",
+                    "id", "app", "user", "platform", "token", "locale"
+                );
+                for d in rows {
+                    let state = match (&d.invalidated_at, &d.invalidated_reason) {
+                        (Some(at), r) => format!(
+                            "invalidated {} ({})",
+                            at.format("%Y-%m-%d %H:%M"),
+                            r.as_deref().unwrap_or("-")
+                        ),
+                        (None, _) => "active".into(),
+                    };
+                    println!(
+                        "{:<6} {:<10} {:<16} {:<8} {:<14} {:<6} {}",
+                        d.id,
+                        d.app,
+                        d.user_id,
+                        d.platform,
+                        mask_token(&d.token),
+                        d.locale,
+                        state
+                    );
+                }
+            }
+        }
+        DevicesCommand::Remove { id } => {
+            devices::remove(pool, id)
+                .await
+                .context("removing the device")?;
+            println!("device {id} removed");
+        }
+    }
+    Ok(())
+}

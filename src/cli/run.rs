@@ -1,0 +1,37 @@
+//! `pushrelay run`: the daemon, until SIGTERM/SIGINT.
+
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+use crate::config::Settings;
+use crate::telemetry;
+
+pub(super) async fn run(settings: Settings) -> anyhow::Result<()> {
+    telemetry::init(&settings.telemetry);
+    telemetry::init_metrics(&settings.metrics)?;
+    let app = App::build(settings).await?;
+    let (stop, hard) = (CancellationToken::new(), CancellationToken::new());
+    tokio::spawn(watch_signals(stop.clone(), hard.clone()));
+    app.run(stop, hard).await?;
+    Ok(())
+}
+
+/// First SIGTERM/SIGINT: stop claiming and drain. Second: stop now.
+async fn watch_signals(stop: CancellationToken, hard: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    for token in [stop, hard] {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        tracing::info!("shutdown requested");
+        token.cancel();
+    }
+}

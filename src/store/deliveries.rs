@@ -1,0 +1,232 @@
+//! Deliveries: claiming due retries, writing results back in batches, and
+//! handing leased deliveries back.
+//!
+//! A delivery is leased to one process (`lease_owner`) while it is sent;
+//! first tries are leased by fan-out itself, retries by [`claim_retries`].
+//! [`write_results`] writes a batch in one transaction — the deliveries'
+//! new states (only where the lease is still this process's), one receipt
+//! per try, and the devices whose token died.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::model::{AttemptOutcome, DeliveryState, Environment, Platform, Priority};
+
+const CLAIM_RETRIES: &str = include_str!("deliveries/claim_retries.sql");
+const COMPLETE: &str = include_str!("deliveries/complete.sql");
+const INSERT_RECEIPTS: &str = include_str!("deliveries/insert_receipts.sql");
+const INVALIDATE_DEVICES: &str = include_str!("deliveries/invalidate_devices.sql");
+const RELEASE: &str = include_str!("deliveries/release.sql");
+pub(crate) const STATEMENTS: &[(&str, &str)] = &[
+    ("deliveries/claim_retries", CLAIM_RETRIES),
+    ("deliveries/complete", COMPLETE),
+    ("deliveries/insert_receipts", INSERT_RECEIPTS),
+    ("deliveries/invalidate_devices", INVALIDATE_DEVICES),
+    ("deliveries/release", RELEASE),
+];
+
+/// A retry as claimed, with what is needed to send it. The device and
+/// notification columns are `None` when those rows no longer exist.
+#[derive(Debug, sqlx::FromRow)]
+pub struct ClaimedRetry {
+    pub id: i64,
+    pub notification_id: Uuid,
+    pub device_id: i64,
+    pub app: String,
+    pub priority: Priority,
+    pub expires_at: DateTime<Utc>,
+    pub attempts: i32,
+    pub tries: i32,
+    pub template: Option<String>,
+    pub title: Option<String>,
+    pub body: Option<String>,
+    pub data: Option<serde_json::Value>,
+    pub collapse_key: Option<String>,
+    pub token: Option<String>,
+    pub environment: Option<Environment>,
+    pub locale: Option<String>,
+    pub invalidated_at: Option<DateTime<Utc>>,
+    pub invalidated_reason: Option<String>,
+}
+
+/// Claims up to `limit` due retries of one platform and priority for
+/// `worker`, skipping apps on hold.
+pub async fn claim_retries(
+    pool: &PgPool,
+    platform: Platform,
+    priority: Priority,
+    limit: usize,
+    worker: &str,
+    held_apps: &[String],
+) -> Result<Vec<ClaimedRetry>, sqlx::Error> {
+    sqlx::query_as(CLAIM_RETRIES)
+        .bind(platform)
+        .bind(priority)
+        .bind(limit as i64)
+        .bind(worker)
+        .bind(held_apps)
+        .fetch_all(pool)
+        .await
+}
+
+/// What the claim counted that must be given back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Undo {
+    /// A try was made and counts.
+    Nothing,
+    /// A try was made (it has a receipt) but must not use up the retry
+    /// budget: the provider rejected our credentials.
+    Attempt,
+    /// Nothing was sent.
+    AttemptAndTry,
+}
+
+/// The result of handling one leased delivery.
+#[derive(Debug)]
+pub struct Completion {
+    pub delivery_id: i64,
+    pub state: DeliveryState,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub undo: Undo,
+    pub provider_message_id: Option<String>,
+    pub last_error: Option<String>,
+    pub receipt: Option<Receipt>,
+    pub invalidate: Option<Invalidation>,
+}
+
+/// One try, as support reads it back.
+#[derive(Debug)]
+pub struct Receipt {
+    pub attempt: i32,
+    pub provider: &'static str,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub outcome: AttemptOutcome,
+    pub status_code: Option<i32>,
+    pub reason: Option<String>,
+}
+
+/// A device whose token the provider reported dead.
+#[derive(Debug)]
+pub struct Invalidation {
+    pub device_id: i64,
+    pub reason: String,
+    /// When the provider says the token became invalid (APNs 410).
+    pub since: Option<DateTime<Utc>>,
+}
+
+/// Writes a batch of results in one transaction. Returns how many
+/// deliveries were still leased to `worker` (the others were taken over
+/// by another process, whose result stands).
+#[tracing::instrument(skip_all, fields(batch = batch.len()))]
+pub async fn write_results(
+    pool: &PgPool,
+    worker: &str,
+    batch: &[&Completion],
+) -> Result<u64, sqlx::Error> {
+    let n = batch.len();
+    let mut ids = Vec::with_capacity(n);
+    let mut states = Vec::with_capacity(n);
+    let mut next_at = Vec::with_capacity(n);
+    let mut undo_attempt = Vec::with_capacity(n);
+    let mut undo_try = Vec::with_capacity(n);
+    let mut pmids = Vec::with_capacity(n);
+    let mut errors = Vec::with_capacity(n);
+    for c in batch {
+        ids.push(c.delivery_id);
+        states.push(c.state.as_str());
+        next_at.push(c.next_attempt_at);
+        undo_attempt.push(i32::from(c.undo != Undo::Nothing));
+        undo_try.push(i32::from(c.undo == Undo::AttemptAndTry));
+        pmids.push(c.provider_message_id.as_deref());
+        errors.push(c.last_error.as_deref());
+    }
+    let mut tx = pool.begin().await?;
+    let updated = sqlx::query(COMPLETE)
+        .bind(&ids)
+        .bind(&states)
+        .bind(&next_at)
+        .bind(&undo_attempt)
+        .bind(&undo_try)
+        .bind(&pmids)
+        .bind(&errors)
+        .bind(worker)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+
+    let m = batch.iter().filter(|c| c.receipt.is_some()).count();
+    if m > 0 {
+        let mut delivery = Vec::with_capacity(m);
+        let mut number = Vec::with_capacity(m);
+        let mut provider = Vec::with_capacity(m);
+        let mut started = Vec::with_capacity(m);
+        let mut finished = Vec::with_capacity(m);
+        let mut latency = Vec::with_capacity(m);
+        let mut outcome = Vec::with_capacity(m);
+        let mut status = Vec::with_capacity(m);
+        let mut reason = Vec::with_capacity(m);
+        let mut retry_at = Vec::with_capacity(m);
+        let mut pmid = Vec::with_capacity(m);
+        for c in batch {
+            let Some(r) = &c.receipt else { continue };
+            delivery.push(c.delivery_id);
+            number.push(r.attempt);
+            provider.push(r.provider);
+            started.push(r.started_at);
+            finished.push(r.finished_at);
+            latency.push((r.finished_at - r.started_at).num_milliseconds() as i32);
+            outcome.push(r.outcome.as_str());
+            status.push(r.status_code);
+            reason.push(r.reason.as_deref());
+            retry_at.push(if c.state == DeliveryState::Pending {
+                c.next_attempt_at
+            } else {
+                None
+            });
+            pmid.push(c.provider_message_id.as_deref());
+        }
+        sqlx::query(INSERT_RECEIPTS)
+            .bind(&delivery)
+            .bind(&number)
+            .bind(&provider)
+            .bind(&started)
+            .bind(&finished)
+            .bind(&latency)
+            .bind(&outcome)
+            .bind(&status)
+            .bind(&reason)
+            .bind(&retry_at)
+            .bind(&pmid)
+            .bind(worker)
+            .execute(&mut *tx)
+            .await?;
+    }
+
+    let dead: Vec<&Invalidation> = batch.iter().filter_map(|c| c.invalidate.as_ref()).collect();
+    if !dead.is_empty() {
+        let ids: Vec<i64> = dead.iter().map(|d| d.device_id).collect();
+        let reasons: Vec<&str> = dead.iter().map(|d| d.reason.as_str()).collect();
+        let since: Vec<Option<DateTime<Utc>>> = dead.iter().map(|d| d.since).collect();
+        sqlx::query(INVALIDATE_DEVICES)
+            .bind(&ids)
+            .bind(&reasons)
+            .bind(&since)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(updated)
+}
+
+/// Hands deliveries `worker` holds back to the queue, due now, without
+/// counting the try.
+pub async fn release(pool: &PgPool, ids: &[i64], worker: &str) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(RELEASE)
+        .bind(ids)
+        .bind(worker)
+        .execute(pool)
+        .await?
+        .rows_affected())
+}

@@ -1,0 +1,25 @@
+-- A lane's claim of due retries: up to $3 pending deliveries of platform
+-- $1 and priority $2 whose time has come, of no app on hold ($5), leased
+-- to this process ($4), with what sending them needs. The device and the
+-- notification are outer-joined so a row whose device was deleted is
+-- still claimed (and then failed) instead of blocking the queue.
+WITH due AS (
+    SELECT d.id, n.template, n.title, n.body, n.data, n.collapse_key,
+           v.token, v.environment, v.locale, v.invalidated_at, v.invalidated_reason
+      FROM pushrelay.deliveries d
+      LEFT JOIN pushrelay.notifications n ON n.id = d.notification_id
+      LEFT JOIN pushrelay.devices v ON v.id = d.device_id
+     WHERE d.state = 'pending' AND d.platform = $1 AND d.priority = $2
+       AND d.next_attempt_at <= now() AND d.app <> ALL($5)
+     ORDER BY d.next_attempt_at
+     LIMIT $3
+       FOR UPDATE OF d SKIP LOCKED
+)
+UPDATE pushrelay.deliveries d
+   SET state = 'sending', attempts = d.attempts + 1, tries = d.tries + 1, lease_owner = $4,
+       updated_at = now()
+  FROM due
+ WHERE d.id = due.id
+RETURNING d.id, d.notification_id, d.device_id, d.app, d.priority, d.expires_at, d.attempts,
+          d.tries, due.template, due.title, due.body, due.data, due.collapse_key, due.token,
+          due.environment, due.locale, due.invalidated_at, due.invalidated_reason

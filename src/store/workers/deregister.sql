@@ -1,0 +1,1 @@
+DELETE FROM pushrelay.workers WHERE id = $1

@@ -1,0 +1,39 @@
+-- Hands back, with a `lost` receipt each, up to $2 deliveries held by
+-- processes that are gone: those whose heartbeat is older than $1 seconds
+-- (their registration is removed here), those named in $3 (an earlier
+-- life of a restarting process), and owners with no registration at all.
+-- A live process's deliveries are never touched, however long they take.
+-- Returns how many deliveries were handed back and which processes were
+-- declared gone.
+WITH dead AS (
+    DELETE FROM pushrelay.workers
+     WHERE heartbeat_at < now() - make_interval(secs => $1) OR id = ANY($3)
+    RETURNING id
+), lost AS (
+    SELECT d.id, d.lease_owner, d.tries, d.updated_at
+      FROM pushrelay.deliveries d
+     WHERE d.state = 'sending'
+       AND (d.lease_owner IN (SELECT id FROM dead) OR d.lease_owner = ANY($3)
+            OR NOT EXISTS (SELECT 1 FROM pushrelay.workers w WHERE w.id = d.lease_owner))
+     LIMIT $2
+       FOR UPDATE OF d SKIP LOCKED
+), requeued AS (
+    UPDATE pushrelay.deliveries d
+       SET state = 'pending', next_attempt_at = now(), lease_owner = NULL, updated_at = now(),
+           last_error = format('process %s stopped reporting while it held this delivery; re-queued',
+                               lost.lease_owner)
+      FROM lost
+     WHERE d.id = lost.id
+    RETURNING d.id, lost.tries, lost.lease_owner, lost.updated_at
+), receipts AS (
+    INSERT INTO pushrelay.attempts
+        (delivery_id, attempt, worker, provider, started_at, finished_at, latency_ms, outcome,
+         reason, retry_at)
+    SELECT id, greatest(tries, 1), lease_owner, '(unknown)', updated_at, now(), 0, 'lost',
+           'the process that held this delivery stopped reporting (crashed, hung or cut off); it may or may not have been sent',
+           now()
+      FROM requeued
+    ON CONFLICT (delivery_id, attempt) DO NOTHING
+)
+SELECT (SELECT count(*) FROM requeued) AS rescued,
+       COALESCE((SELECT array_agg(id) FROM dead), '{}') AS dead

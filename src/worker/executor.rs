@@ -1,0 +1,329 @@
+//! The executor: everything that happens to one leased delivery, from the
+//! checks before sending to the verdict, as a [`Completion`] for the
+//! completer. It never fails: every problem — including a panic in
+//! rendering or in a provider client — becomes a recorded outcome.
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::breaker::{Change, Holds};
+use super::retry::{self, Verdict};
+use crate::config::Settings;
+use crate::model::{AttemptOutcome, DeliveryState, Environment, Platform, Priority};
+use crate::providers::{Message, Providers, SendError};
+use crate::store::deliveries::{Completion, Invalidation, Receipt, Undo};
+use crate::templates::{Rendered, Templates};
+
+/// What every delivery of one notification shares.
+#[derive(Debug)]
+pub(crate) struct Content {
+    pub notification_id: Uuid,
+    pub app: String,
+    pub priority: Priority,
+    pub template: Option<String>,
+    pub title: Option<String>,
+    pub body: Option<String>,
+    pub data: serde_json::Value,
+    pub collapse_key: Option<String>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A delivery leased to this process, ready to be sent.
+#[derive(Debug)]
+pub(crate) struct Job {
+    pub delivery_id: i64,
+    pub device_id: i64,
+    /// `None` when the device row no longer exists.
+    pub token: Option<String>,
+    pub environment: Environment,
+    pub locale: String,
+    /// Tries that use up the retry budget, this one included.
+    pub attempts: i32,
+    /// Every try, this one included: the receipt's number.
+    pub tries: i32,
+    pub invalidated: Option<(DateTime<Utc>, Option<String>)>,
+    pub content: Arc<Content>,
+}
+
+/// What the executor needs from its process.
+pub(crate) struct Executor {
+    pub settings: Arc<Settings>,
+    pub providers: Providers,
+    pub templates: Arc<Templates>,
+}
+
+fn unsent(job: &Job, state: DeliveryState, error: String) -> Completion {
+    Completion {
+        delivery_id: job.delivery_id,
+        state,
+        next_attempt_at: None,
+        undo: Undo::AttemptAndTry,
+        provider_message_id: None,
+        last_error: Some(error),
+        receipt: None,
+        invalidate: None,
+    }
+}
+
+impl Executor {
+    /// Checks, renders, sends and classifies one delivery.
+    pub async fn execute(&self, holds: &Holds, platform: Platform, job: &Job) -> Completion {
+        let c = &job.content;
+        let settings = &self.settings;
+        let schedule = settings.retry.schedule(c.priority);
+
+        if let Some((at, why)) = &job.invalidated {
+            let why = why.as_deref().unwrap_or("no reason recorded");
+            return unsent(
+                job,
+                DeliveryState::Failed,
+                format!("not sent: the device was invalidated at {at} ({why})"),
+            );
+        }
+        let Some(token) = job.token.as_deref() else {
+            return unsent(
+                job,
+                DeliveryState::Failed,
+                format!("not sent: device {} no longer exists", job.device_id),
+            );
+        };
+        if let Some(reason) = retry::expired_before_send(c.expires_at, Utc::now()) {
+            return unsent(job, DeliveryState::Expired, reason);
+        }
+        if job.attempts as u32 > schedule.max_attempts {
+            return unsent(
+                job,
+                DeliveryState::Failed,
+                format!("gave up: {} attempts already made", schedule.max_attempts),
+            );
+        }
+        let (Some(app), Some(provider)) = (
+            settings.apps.get(&c.app),
+            self.providers.get(&c.app, platform),
+        ) else {
+            return unsent(
+                job,
+                DeliveryState::Failed,
+                format!(
+                    "app {:?} has no {platform} provider configured; add [apps.{}.{platform}] to config.toml",
+                    c.app, c.app
+                ),
+            );
+        };
+        let content = match (&c.template, &c.body) {
+            (Some(name), _) => {
+                self.templates
+                    .render(name, &job.locale, &app.default_locale, &c.data)
+            }
+            (None, Some(body)) => Ok(Rendered::inline(c.title.as_deref(), body, &c.data)),
+            (None, None) => {
+                return unsent(
+                    job,
+                    DeliveryState::Failed,
+                    format!(
+                        "not sent: notification {} no longer exists",
+                        c.notification_id
+                    ),
+                )
+            }
+        };
+        let content = match content {
+            Ok(content) => content,
+            Err(e) => return unsent(job, DeliveryState::Failed, e.to_string()),
+        };
+        let msg = Message {
+            platform,
+            token,
+            environment: job.environment,
+            priority: c.priority,
+            collapse_key: c.collapse_key.as_deref(),
+            expires_at: c.expires_at,
+            content: &content,
+        };
+
+        let started_at = Utc::now();
+        let clock = Instant::now();
+        let timeout = settings.worker.send_timeout();
+        let result = match tokio::time::timeout(timeout, provider.send(&msg)).await {
+            Ok(r) => r,
+            Err(_) => Err(SendError::Transient {
+                status: None,
+                reason: format!("no answer within {} ms", timeout.as_millis()),
+                retry_after: None,
+            }),
+        };
+        let finished_at = started_at + clock.elapsed();
+        let provider_message_id = result
+            .as_ref()
+            .ok()
+            .and_then(|a| a.provider_message_id.clone());
+        let status = match &result {
+            Ok(a) => a.status,
+            Err(e) => e.status(),
+        };
+        self.conclude(
+            holds,
+            platform,
+            job,
+            provider.name(),
+            (started_at, finished_at),
+            status,
+            result.err(),
+            provider_message_id,
+        )
+    }
+
+    /// A panic while handling `job` (a bug): recorded as a transient
+    /// failure of that delivery, so it is retried like any other.
+    pub fn panicked(
+        &self,
+        holds: &Holds,
+        platform: Platform,
+        job: &Job,
+        panic: Box<dyn Any + Send>,
+    ) -> Completion {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".into());
+        tracing::error!(
+            delivery = job.delivery_id,
+            notification = %job.content.notification_id,
+            %platform,
+            panic = %message,
+            "sending a delivery panicked (a bug); it is recorded as a transient failure and retried"
+        );
+        let now = Utc::now();
+        let provider = self
+            .providers
+            .get(&job.content.app, platform)
+            .map_or("(none)", |p| p.name());
+        self.conclude(
+            holds,
+            platform,
+            job,
+            provider,
+            (now, now),
+            None,
+            Some(SendError::Transient {
+                status: None,
+                reason: format!("internal error: the send panicked: {message}"),
+                retry_after: None,
+            }),
+            None,
+        )
+    }
+
+    /// The verdict on a try, as a completion with its receipt.
+    #[allow(clippy::too_many_arguments)]
+    fn conclude(
+        &self,
+        holds: &Holds,
+        platform: Platform,
+        job: &Job,
+        provider: &'static str,
+        (started_at, finished_at): (DateTime<Utc>, DateTime<Utc>),
+        status: Option<u16>,
+        error: Option<SendError>,
+        provider_message_id: Option<String>,
+    ) -> Completion {
+        let c = &job.content;
+        let settings = &self.settings;
+        let verdict = retry::decide(
+            error.as_ref(),
+            retry::Attempt {
+                number: job.attempts as u32,
+                schedule: settings.retry.schedule(c.priority),
+                expires_at: c.expires_at,
+                now: finished_at,
+                jitter: fastrand::f64(),
+                config_pause: Duration::from_secs(settings.worker.config_error_pause_secs),
+            },
+        );
+        let receipt = Receipt {
+            attempt: job.tries,
+            provider,
+            started_at,
+            finished_at,
+            outcome: error
+                .as_ref()
+                .map_or(AttemptOutcome::Delivered, SendError::outcome),
+            status_code: status.map(i32::from),
+            reason: error.as_ref().map(|e| e.reason().to_owned()),
+        };
+        let mut done = Completion {
+            delivery_id: job.delivery_id,
+            state: DeliveryState::Pending,
+            next_attempt_at: None,
+            undo: Undo::Nothing,
+            provider_message_id,
+            last_error: error.as_ref().map(ToString::to_string),
+            receipt: None,
+            invalidate: None,
+        };
+        match verdict {
+            Verdict::Delivered => {
+                holds.record_success(&c.app);
+                done.state = DeliveryState::Delivered;
+            }
+            Verdict::RetryAt(at) => {
+                if let Change::Opened { until } = holds.record_transient(&c.app, finished_at) {
+                    metrics::counter!("pushrelay_provider_holds_total", "platform" => platform.as_str(), "reason" => "breaker").increment(1);
+                    tracing::warn!(app = %c.app, %platform, %until, "provider failing every send: holding this app's sends (circuit breaker open)");
+                }
+                done.next_attempt_at = Some(at);
+            }
+            Verdict::Failed(reason) => {
+                done.state = DeliveryState::Failed;
+                done.last_error = Some(reason);
+            }
+            Verdict::Expired(reason) => {
+                done.state = DeliveryState::Expired;
+                done.last_error = Some(reason);
+            }
+            Verdict::TokenDead(reason) => {
+                done.state = DeliveryState::TokenDead;
+                let since = match &error {
+                    Some(SendError::TokenDead { since, .. }) => *since,
+                    _ => None,
+                };
+                done.invalidate = Some(Invalidation {
+                    device_id: job.device_id,
+                    reason: reason.clone(),
+                    since,
+                });
+                done.last_error = Some(reason);
+            }
+            Verdict::PauseProvider { until, reason } => {
+                if let Change::Opened { until } = holds.hold(&c.app, until) {
+                    metrics::counter!("pushrelay_provider_holds_total", "platform" => platform.as_str(), "reason" => "config_error").increment(1);
+                    tracing::error!(app = %c.app, %platform, %until, %reason,
+                        "the provider rejected this app's credentials: sends paused; fix the app's provider settings");
+                }
+                done.next_attempt_at = Some(until);
+                done.undo = Undo::Attempt;
+            }
+        }
+        metrics::counter!("pushrelay_attempts_total", "platform" => platform.as_str(), "outcome" => receipt.outcome.as_str()).increment(1);
+        metrics::histogram!("pushrelay_send_duration_seconds", "platform" => platform.as_str())
+            .record((finished_at - started_at).num_microseconds().unwrap_or(0) as f64 / 1e6);
+        done.receipt = Some(receipt);
+        done
+    }
+
+    /// The app is on hold: back to the queue until the hold ends, nothing
+    /// counted (fan-out leases before it knows about holds).
+    pub fn held(job: &Job, until: DateTime<Utc>) -> Completion {
+        Completion {
+            next_attempt_at: Some(until),
+            last_error: None,
+            state: DeliveryState::Pending,
+            ..unsent(job, DeliveryState::Pending, String::new())
+        }
+    }
+}

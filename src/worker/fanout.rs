@@ -1,0 +1,128 @@
+//! The fan-out loop: due notifications become deliveries, leased to this
+//! process and handed straight to the lanes, so a first try costs no
+//! separate claim.
+//!
+//! Urgent notifications are fanned out before bulk ones whatever was queued
+//! first, and bulk ones only while the lanes want more (their bulk queue is
+//! shorter than their bulk slots), so a campaign's backlog stays in the
+//! database, where an alert that arrives later can overtake it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::executor::{Content, Job};
+use super::lane::{Lane, Shared};
+use crate::model::Priority;
+use crate::store::notifications::{self, FannedOut, Routes};
+
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    lanes: Vec<Arc<Lane>>,
+    routes: Routes,
+    wake: Arc<Notify>,
+    stop: CancellationToken,
+) {
+    let batch = shared.settings.worker.fanout_batch as usize;
+    let poll = shared.settings.worker.poll_interval();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if stop.is_cancelled() {
+            return;
+        }
+        let mut more = false;
+        for priority in [Priority::Urgent, Priority::Bulk] {
+            if !shared.fence.ok() || !lanes.iter().all(|l| l.wants(priority)) {
+                continue;
+            }
+            match notifications::fan_out(
+                &shared.pool,
+                priority,
+                batch as i64,
+                &routes,
+                &shared.worker_id,
+            )
+            .await
+            {
+                Ok(rows) => {
+                    backoff = Duration::from_millis(100);
+                    more = rows.len() == batch;
+                    hand_over(&lanes, rows);
+                    if more {
+                        // A full urgent batch: more urgent ones may be due,
+                        // and they go before any bulk.
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, retry_in = ?backoff, "fan-out failed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {},
+                        _ = stop.cancelled() => return,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    more = true;
+                    break;
+                }
+            }
+        }
+        if more {
+            continue;
+        }
+        tokio::select! {
+            _ = wake.notified() => {},
+            _ = shared.room.notified() => {},
+            _ = tokio::time::sleep(poll) => {},
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+/// Turns fanned-out rows into jobs on the lanes of their platforms.
+fn hand_over(lanes: &[Arc<Lane>], rows: Vec<FannedOut>) {
+    let notifications = rows.len() as u64;
+    let mut deliveries = 0;
+    for n in rows {
+        deliveries += n.delivery_ids.len() as u64;
+        let content = Arc::new(Content {
+            notification_id: n.id,
+            app: n.app,
+            priority: n.priority,
+            template: n.template,
+            title: n.title,
+            body: n.body,
+            data: n.data,
+            collapse_key: n.collapse_key,
+            expires_at: n.expires_at,
+        });
+        let devices = n
+            .delivery_ids
+            .into_iter()
+            .zip(n.device_ids)
+            .zip(n.platforms)
+            .zip(n.tokens)
+            .zip(n.environments)
+            .zip(n.locales);
+        for (((((delivery_id, device_id), platform), token), environment), locale) in devices {
+            let lane = lanes
+                .iter()
+                .find(|l| l.platform() == platform)
+                .expect("fan-out only routes to platforms that have a lane");
+            lane.push(Job {
+                delivery_id,
+                device_id,
+                token: Some(token),
+                environment,
+                locale,
+                attempts: 1,
+                tries: 1,
+                invalidated: None,
+                content: content.clone(),
+            });
+        }
+    }
+    metrics::counter!("pushrelay_notifications_fanned_out_total").increment(notifications);
+    metrics::counter!("pushrelay_deliveries_created_total").increment(deliveries);
+}

@@ -1,0 +1,35 @@
+//! Housekeeping loops of every process: the [`rescuer`] hands back the
+//! deliveries of processes that are gone, the [`cleaner`] deletes history
+//! past the retention period.
+
+pub mod cleaner;
+pub mod rescuer;
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+/// Runs the rescuer every quarter lease and the cleaner every ten minutes.
+pub(crate) async fn run(
+    pool: PgPool,
+    lease: Duration,
+    retention_days: u32,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval((lease / 4).max(Duration::from_millis(250)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let clean_every = Duration::from_secs(600);
+    let mut last_clean: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {},
+            _ = stop.cancelled() => return,
+        }
+        rescuer::pass(&pool, lease).await;
+        if retention_days > 0 && last_clean.is_none_or(|t| t.elapsed() >= clean_every) {
+            last_clean = Some(tokio::time::Instant::now());
+            cleaner::pass(&pool, retention_days, &stop).await;
+        }
+    }
+}
