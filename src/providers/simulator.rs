@@ -30,6 +30,18 @@ pub struct Simulator {
     seen: Mutex<HashMap<String, u64>>,
     accepted: AtomicU64,
     sent: AtomicU64,
+    in_flight: AtomicU64,
+    peak_in_flight: AtomicU64,
+}
+
+/// Counts a send in flight for as long as it lives (answered, timed out
+/// and dropped, or unwound by a panic).
+struct InFlight<'a>(&'a AtomicU64);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Simulator {
@@ -39,6 +51,8 @@ impl Simulator {
             seen: Mutex::new(HashMap::new()),
             accepted: AtomicU64::new(0),
             sent: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            peak_in_flight: AtomicU64::new(0),
         }
     }
 
@@ -55,6 +69,17 @@ impl Simulator {
     /// Requests received so far, whatever their answer.
     pub fn requests(&self) -> u64 {
         self.sent.load(Ordering::Relaxed)
+    }
+
+    /// The most sends in flight at once since the last [`reset_peak`].
+    ///
+    /// [`reset_peak`]: Simulator::reset_peak
+    pub fn peak_in_flight(&self) -> u64 {
+        self.peak_in_flight.load(Ordering::Relaxed)
+    }
+
+    pub fn reset_peak(&self) {
+        self.peak_in_flight.store(0, Ordering::Relaxed);
     }
 
     fn scripted(&self, token: &str, nth: u64) -> Option<(&SimulatorRule, Behaviour)> {
@@ -95,6 +120,9 @@ impl Provider for Simulator {
 
     async fn send(&self, msg: &Message<'_>) -> Result<Accepted, SendError> {
         self.sent.fetch_add(1, Ordering::Relaxed);
+        let now = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak_in_flight.fetch_max(now, Ordering::Relaxed);
+        let _in_flight = InFlight(&self.in_flight);
         let nth = {
             let mut seen = self.seen.lock().unwrap();
             match seen.get_mut(msg.token) {

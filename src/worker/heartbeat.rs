@@ -18,10 +18,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::store::workers;
 
-/// Whether the heartbeat is recent enough to start sends.
+/// Whether the heartbeat is recent enough to start sends, and for how long
+/// it has been getting through without a gap.
 pub(crate) struct Fence {
     start: Instant,
     last_ok_ms: AtomicU64,
+    /// Start of the current run of heartbeats without a gap.
+    healthy_since_ms: AtomicU64,
     limit: Duration,
 }
 
@@ -30,18 +33,37 @@ impl Fence {
         Fence {
             start: Instant::now(),
             last_ok_ms: AtomicU64::new(0),
+            healthy_since_ms: AtomicU64::new(u64::MAX),
             limit: lease / 2,
         }
     }
 
     fn beat(&self) {
-        self.last_ok_ms
-            .store(self.start.elapsed().as_millis() as u64, Ordering::Release);
+        let now = self.start.elapsed().as_millis() as u64;
+        if !self.ok() {
+            self.healthy_since_ms.store(now, Ordering::Release);
+        }
+        self.last_ok_ms.store(now, Ordering::Release);
     }
 
     pub fn ok(&self) -> bool {
+        let since = self.healthy_since_ms.load(Ordering::Acquire);
         let last = Duration::from_millis(self.last_ok_ms.load(Ordering::Acquire));
-        self.start.elapsed().saturating_sub(last) < self.limit
+        since != u64::MAX && self.start.elapsed().saturating_sub(last) < self.limit
+    }
+
+    /// Heartbeats have been getting through for at least `d`. After a
+    /// database outage every process's heartbeat is stale; only a process
+    /// that has itself been heard for a whole lease since may conclude
+    /// that another one, still silent, is gone.
+    pub fn healthy_for(&self, d: Duration) -> bool {
+        let since = self.healthy_since_ms.load(Ordering::Acquire);
+        self.ok()
+            && self
+                .start
+                .elapsed()
+                .saturating_sub(Duration::from_millis(since))
+                >= d
     }
 }
 
@@ -92,11 +114,13 @@ mod tests {
     #[test]
     fn the_fence_closes_when_beats_stop() {
         let f = Fence::new(Duration::from_millis(100));
+        assert!(!f.ok(), "closed before the first heartbeat");
         f.beat();
         assert!(f.ok());
         std::thread::sleep(Duration::from_millis(60));
         assert!(!f.ok());
+        assert!(!f.healthy_for(Duration::ZERO));
         f.beat();
-        assert!(f.ok());
+        assert!(f.ok() && !f.healthy_for(Duration::from_millis(50)));
     }
 }

@@ -90,15 +90,9 @@ impl Worker {
         hard_stop: CancellationToken,
     ) -> Result<(), WorkerError> {
         let w = &self.settings.worker;
-        workers::register(
-            &self.pool,
-            &self.id,
-            &hostname(),
-            std::process::id(),
-            w.lease(),
-        )
-        .await
-        .map_err(WorkerError::Register)?;
+        workers::register(&self.pool, &self.id, &hostname(), std::process::id())
+            .await
+            .map_err(WorkerError::Register)?;
 
         // Ends with the heartbeat and housekeeping, after everything else.
         let aux_stop = CancellationToken::new();
@@ -122,6 +116,7 @@ impl Worker {
         aux.spawn(maintenance::run(
             self.pool.clone(),
             w.lease(),
+            fence.clone(),
             w.retention_days,
             aux_stop.clone(),
         ));

@@ -5,15 +5,20 @@
 pub mod cleaner;
 pub mod rescuer;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-/// Runs the rescuer every quarter lease and the cleaner every ten minutes.
+use super::heartbeat::Fence;
+
+/// Runs the rescuer every quarter lease (once this process has been heard
+/// for a whole lease itself) and the cleaner every ten minutes.
 pub(crate) async fn run(
     pool: PgPool,
     lease: Duration,
+    fence: Arc<Fence>,
     retention_days: u32,
     stop: CancellationToken,
 ) {
@@ -26,7 +31,9 @@ pub(crate) async fn run(
             _ = tick.tick() => {},
             _ = stop.cancelled() => return,
         }
-        rescuer::pass(&pool, lease).await;
+        if fence.healthy_for(lease) {
+            rescuer::pass(&pool, lease).await;
+        }
         if retention_days > 0 && last_clean.is_none_or(|t| t.elapsed() >= clean_every) {
             last_clean = Some(tokio::time::Instant::now());
             cleaner::pass(&pool, retention_days, &stop).await;
