@@ -2,7 +2,8 @@
 //! [`MockProviders`](crate::mock::MockProviders): writes the mock's
 //! credentials (CA, .p8 key, service account, client certificate) to files,
 //! as the clients read them in production, and returns provider settings
-//! for them. Used by `demo`, `bench`, `mock-providers` and the tests.
+//! for them. Used by `demo`, `mock-providers` (which the bench runs) and the
+//! tests.
 
 use std::path::{Path, PathBuf};
 

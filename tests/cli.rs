@@ -1,8 +1,7 @@
 //! The binary as an operator meets it: help on every verb, plain-words
 //! configuration errors, and the mock providers command.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 fn pushrelay() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_pushrelay"));
@@ -99,6 +98,9 @@ fn check_config_explains_problems_in_plain_words() {
 #[cfg(feature = "mock")]
 #[test]
 fn mock_providers_writes_working_credentials_and_a_config_snippet() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
     let refused = pushrelay()
         .args(["mock-providers", "--listen", "0.0.0.0:0"])
         .output()

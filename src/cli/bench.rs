@@ -1,25 +1,47 @@
-//! `pushrelay bench`: end-to-end throughput and latency of the pipeline.
+//! `pushrelay bench`: end-to-end throughput and latency of the daemon,
+//! measured from outside it.
 //!
-//! It works in its own database (`<configured name>_bench`, recreated each
-//! run) so it never touches real data. Two phases, both through the outbox
-//! table and the real daemon:
+//! The bench only orchestrates. The daemons (`--processes` of them, run from
+//! `--daemon-bin`, by default this binary, so an older build can be compared
+//! in the same run) and the mock APNs/FCM servers are separate processes, so
+//! the CPU and memory figures are the daemons' alone. It works in its own
+//! database (`<configured name>_bench`, recreated each run) and writes the
+//! daemons' config — only keys every release understands — and their logs
+//! into `<tmp>/pushrelay-bench-<pid>/`, removed after a successful run.
 //!
-//! 1. *throughput*: seed the devices and a backlog of notifications, start
-//!    the daemon, time until every delivery is accepted by the provider;
-//! 2. *latency*: a producer inserts notifications at a steady rate while the
-//!    daemon runs; latency is enqueue (`created_at`) → provider accepted.
+//! 1. *throughput*: seed the devices and a backlog of urgent notifications,
+//!    start the daemons and wait until the backlog is drained. Rate: the
+//!    deliveries accepted over first fan-out → last acceptance. CPU per
+//!    delivery, from `/proc`, between the daemons' start and the drain: the
+//!    daemons', and PostgreSQL's (postmaster and children, less the bench's
+//!    own connection) when the server runs on this machine;
+//! 2. *latency*: a producer inserts notifications at a steady rate; latency
+//!    is enqueue (`created_at`) → provider accepted (the delivered attempt's
+//!    `finished_at`);
+//! 3. *priority* (with `--priority-backlog`): a backlog of bulk
+//!    notifications, and urgent alerts at a steady rate while it drains:
+//!    the alerts' latency and the bulk drain rate.
 //!
-//! The last line printed is machine-readable.
+//! The bench watches progress through one connection with two cheap counts
+//! every 200 ms. The last line printed is machine-readable.
 
+mod child;
+mod procfs;
+
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
+use chrono::{DateTime, Utc};
 use clap::Args;
+use serde_json::json;
+use sqlx::{Connection, PgConnection};
 
-use crate::app::App;
-use crate::config::{AppSettings, ProviderSettings, Settings};
-use crate::mock::{Faults, MockConfig, MockProviders};
-use crate::mock_setup::write_credentials;
-use crate::{store as db, telemetry};
+use crate::config::Settings;
+use crate::model::Priority;
+use crate::store as db;
+use child::Daemon;
+use procfs::PostgresCpu;
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
@@ -38,233 +60,532 @@ pub struct BenchArgs {
     /// Simulated provider latency (ms), plus up to --jitter-ms more.
     #[arg(long, default_value_t = 2)]
     pub latency_ms: u64,
+    /// Extra random latency of the simulator (the mock servers have none).
     #[arg(long, default_value_t = 3)]
     pub jitter_ms: u64,
     /// Share of sends the provider fails transiently (retried).
     #[arg(long, default_value_t = 0.0)]
     pub transient_rate: f64,
-    /// `mock`: the real APNs and FCM clients over HTTP/2+TLS to in-process
-    /// mock servers. `simulator`: the in-process simulator (no network).
+    /// `mock`: the daemons' real APNs and FCM clients over HTTP/2+TLS to mock
+    /// servers in their own process. `simulator`: the daemons' in-process
+    /// simulator (no network).
     #[arg(long, default_value = "mock", value_parser = ["mock", "simulator"])]
     pub provider: String,
+    /// Daemon processes sharing the database.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub processes: u32,
+    /// The pushrelay binary that migrates and runs as the daemons (default:
+    /// this one), e.g. an older build to compare with. The mock servers
+    /// always run from this one.
+    #[arg(long)]
+    pub daemon_bin: Option<PathBuf>,
+    /// Bulk notifications queued for the priority phase (0 skips the phase).
+    #[arg(long, default_value_t = 0)]
+    pub priority_backlog: u32,
+    /// Urgent alerts per second inserted while the bulk backlog drains.
+    #[arg(long, default_value_t = 100)]
+    pub alert_rate: u32,
+    /// Seconds the urgent alerts go on.
+    #[arg(long, default_value_t = 10)]
+    pub alert_duration: u64,
 }
 
 const APP: &str = "bench";
+/// How often the bench looks at the queue.
+const POLL: Duration = Duration::from_millis(200);
+/// The longest the bench waits for the daemons to drain a phase's work.
+const DRAIN_LIMIT: Duration = Duration::from_secs(600);
+/// The producers' clock.
+const TICK: Duration = Duration::from_millis(10);
+/// Notifications per INSERT when queueing a backlog.
+const CHUNK: i32 = 10_000;
 
-pub async fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
-    if std::env::var_os("RUST_LOG").is_none() {
-        settings.telemetry.level = "warn".into();
-    }
-    telemetry::init(&settings.telemetry);
-    let base = db::connect_options(&settings.database.url)?;
-    let name = format!("{}_bench", base.get_database().unwrap_or("pushrelay"));
-    // Same server and credentials, another database.
-    let mut url = reqwest::Url::parse(&settings.database.url)?;
-    url.set_path(&name);
-    settings.database.url = url.to_string();
-    db::recreate_database(&settings.database.url).await?;
-    let pool = db::connect(&settings.database).await?;
-    db::migrate(&pool).await?;
-
-    let mock = if args.provider == "mock" {
-        let faults = Faults {
-            slow_rate: 1.0, // every answer takes latency_ms, like the simulator
-            slow_ms: args.latency_ms,
-            unavailable_rate: args.transient_rate,
-            ..Default::default()
-        };
-        let mock = MockProviders::start(MockConfig {
-            faults,
-            record: false,
-            ..Default::default()
-        })
-        .await?;
-        let dir = std::env::temp_dir().join(format!("pushrelay-bench-{}", std::process::id()));
-        Some((write_credentials(&mock, &dir)?, mock))
-    } else {
-        None
-    };
-    let (ios, android) = match &mock {
-        Some((routes, _)) => {
-            let mut apns = routes.apns.clone();
-            apns.connections = 4;
-            let mut fcm = routes.fcm.clone();
-            fcm.connections = 4;
-            (ProviderSettings::Apns(apns), ProviderSettings::Fcm(fcm))
-        }
-        None => (ProviderSettings::Simulator, ProviderSettings::Simulator),
-    };
-    settings.apps.clear();
-    settings.apps.insert(
-        APP.into(),
-        AppSettings {
-            default_locale: "en".into(),
-            ios: Some(ios),
-            android: Some(android),
-        },
+pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
+    #[cfg(not(feature = "mock"))]
+    anyhow::ensure!(
+        args.provider != "mock",
+        "this build has no mock providers (built without the `mock` feature); use --provider simulator"
     );
-    settings.simulator.latency_ms = args.latency_ms;
-    settings.simulator.latency_jitter_ms = args.jitter_ms;
-    settings.simulator.transient_error_rate = args.transient_rate;
-    settings.simulator.rules.clear();
-    settings.retry.urgent.base_ms = 100;
-    settings.validate()?;
-
+    let url = bench_database_url(&settings.database.url)?;
+    db::recreate_database(&url).await?;
+    let dir = std::env::temp_dir().join(format!("pushrelay-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let (mock, app) = providers(&args, &dir).await?;
+    let config = dir.join("daemon.toml");
+    std::fs::write(&config, daemon_config(&settings, &url, app, &args)?)?;
+    let bin = match &args.daemon_bin {
+        Some(bin) => bin.clone(),
+        None => std::env::current_exe()?,
+    };
+    child::migrate(&bin, &config).await?;
+    let options = db::connect_options(&url)?.application_name("pushrelay-bench");
+    let conn = PgConnection::connect_with(&options).await?;
+    let mut bench = Bench {
+        args: &args,
+        conn,
+        daemons: Vec::new(),
+        next: 0,
+    };
+    bench.seed().await?;
     println!(
-        "seeding {} users × 2 devices and {} notifications…",
-        args.users, args.notifications
+        "daemons: {} × {} (config and logs in {})",
+        args.processes,
+        bin.display(),
+        dir.display()
     );
-    sqlx::query(
-        "INSERT INTO pushrelay.devices (app, user_id, platform, token, locale)
-         SELECT $1, 'u' || i, p.platform,
-                CASE p.platform WHEN 'ios' THEN md5('i' || i) || md5('j' || i) ELSE 'bench-android:' || i END,
-                CASE WHEN i % 3 = 0 THEN 'pt-BR' ELSE 'en' END
-           FROM generate_series(1, $2) i, (VALUES ('ios'), ('android')) p(platform)",
-    )
-    .bind(APP)
-    .bind(args.users as i32)
-    .execute(&pool)
-    .await?;
-    let chunk = 10_000;
-    for start in (0..args.notifications).step_by(chunk) {
-        let end = (start + chunk as u32).min(args.notifications);
-        insert_notifications(&pool, start as i32, end as i32, args.users as i32).await?;
+    let throughput = bench.throughput(&bin, &config, &dir).await?;
+    let latency = bench.latency().await?;
+    let alerts = match args.priority_backlog {
+        0 => None,
+        _ => Some(bench.priority().await?),
+    };
+    let peak_rss_mb = bench.stop().await?;
+    if let Some(mut mock) = mock {
+        mock.kill().await?;
     }
-    sqlx::query("ANALYZE").execute(&pool).await?;
-    let expected = args.notifications as i64 * 2;
+    print_summary(&args, &throughput, &peak_rss_mb);
+    println!(
+        "{}",
+        last_line(&throughput, &latency, &peak_rss_mb, alerts.as_ref())
+    );
+    std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    Ok(())
+}
 
-    let app = App::with_pool(settings, pool.clone())?;
-    let provider_counts = app.providers.clone();
-    let started_db: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
-        .fetch_one(&pool)
-        .await?;
-    let started = Instant::now();
-    let daemon = app.spawn();
+/// The configured URL naming the database `<name>_bench` instead: same
+/// server, same credentials.
+fn bench_database_url(configured: &str) -> anyhow::Result<String> {
+    let base = db::connect_options(configured)?;
+    let name = format!("{}_bench", base.get_database().unwrap_or("pushrelay"));
+    let mut url = reqwest::Url::parse(configured)?;
+    url.set_path(&name);
+    Ok(url.to_string())
+}
 
-    // Phase 1: drain the backlog.
-    loop {
-        let done: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pushrelay.deliveries WHERE state NOT IN ('pending', 'sending')",
-        )
-        .fetch_one(&pool)
-        .await?;
-        if done >= expected {
-            break;
-        }
+/// The `[apps.bench]` providers, with the mock servers' process when they
+/// are used.
+async fn providers(
+    args: &BenchArgs,
+    dir: &Path,
+) -> anyhow::Result<(Option<tokio::process::Child>, serde_json::Value)> {
+    if args.provider == "simulator" {
+        let simulator = json!({ "provider": "simulator" });
+        return Ok((None, json!({ "ios": simulator, "android": simulator })));
+    }
+    let config = dir.join("mock.toml");
+    let faults = json!({ "mock": { "faults": {
+        "slow_rate": 1.0, // every answer takes latency_ms, like the simulator
+        "slow_ms": args.latency_ms,
+        "unavailable_rate": args.transient_rate,
+    }}});
+    std::fs::write(&config, toml::to_string(&faults)?)?;
+    let (mock, mut app) =
+        child::start_mock(&config, &dir.join("mock"), &dir.join("mock.log")).await?;
+    for platform in ["ios", "android"] {
         anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(600),
-            "throughput phase did not finish in 10 minutes ({done}/{expected})"
+            app[platform].is_object(),
+            "the mock's config snippet has no [apps.demo.{platform}]"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        app[platform]["connections"] = 4.into();
     }
-    let (delivered, last): (i64, Option<chrono::DateTime<chrono::Utc>>) = sqlx::query_as(
-        "SELECT count(*), max(a.finished_at) FROM pushrelay.deliveries d
-           JOIN pushrelay.attempts a ON a.delivery_id = d.id AND a.outcome = 'delivered'",
-    )
-    .fetch_one(&pool)
-    .await?;
-    let secs = (last.unwrap_or(started_db) - started_db).num_milliseconds() as f64 / 1000.0;
-    let throughput = delivered as f64 / secs.max(0.001);
-    println!("throughput: {delivered} of {expected} deliveries accepted in {secs:.2} s = {throughput:.0} deliveries/s");
+    Ok((Some(mock), app))
+}
 
-    // Phase 2: steady producer.
-    let phase2: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
-        .fetch_one(&pool)
-        .await?;
-    let tick = Duration::from_millis(10);
-    let per_tick = (args.rate as f64 * tick.as_secs_f64()).round().max(1.0) as i32;
-    let mut next = args.notifications as i32;
-    let mut interval = tokio::time::interval(tick);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let producer_start = Instant::now();
-    while producer_start.elapsed() < Duration::from_secs(args.duration) {
-        interval.tick().await;
-        insert_notifications(&pool, next, next + per_tick, args.users as i32).await?;
-        next += per_tick;
+/// The daemons' config file: only keys that every pushrelay release reads,
+/// so that `--daemon-bin` can be an older build; the rest keep the built-in
+/// defaults.
+fn daemon_config(
+    settings: &Settings,
+    url: &str,
+    app: serde_json::Value,
+    args: &BenchArgs,
+) -> anyhow::Result<String> {
+    let templates = std::path::absolute(&settings.templates.dir)?;
+    let config = json!({
+        "database": { "url": url, "max_connections": settings.database.max_connections },
+        "templates": { "dir": templates },
+        "telemetry": { "level": "warn", "format": "pretty" },
+        "metrics": { "listen": "" },
+        "retry": { "urgent": {
+            "base_ms": 100,
+            "cap_ms": 60_000,
+            "min_delay_ms": 100,
+            "max_attempts": 8,
+            "max_retry_after_secs": 300,
+        }},
+        "simulator": {
+            "latency_ms": args.latency_ms,
+            "latency_jitter_ms": args.jitter_ms,
+            "transient_error_rate": args.transient_rate,
+            "rules": [],
+        },
+        "apps": { APP: app },
+    });
+    Ok(toml::to_string(&config)?)
+}
+
+/// The run in progress: the bench's one database connection and the
+/// daemons.
+struct Bench<'a> {
+    args: &'a BenchArgs,
+    conn: PgConnection,
+    daemons: Vec<Daemon>,
+    /// Number of the next notification inserted (it picks user and data).
+    next: i32,
+}
+
+struct Throughput {
+    delivered: i64,
+    per_sec: f64,
+    /// CPU each daemon used in the phase.
+    daemon_cpu_us: Vec<u64>,
+    /// PostgreSQL's CPU in the phase, when the server runs on this machine.
+    db_cpu_us: Option<u64>,
+}
+
+impl Throughput {
+    fn per_delivery(&self, cpu_us: u64) -> f64 {
+        cpu_us as f64 / self.delivered as f64
     }
-    let produced = (next - args.notifications as i32) as i64;
-    crate::store::status::wait_until_settled(&pool, APP, Duration::from_secs(60)).await?;
-    daemon.shutdown().await?;
-    let (n, p50, p99): (i64, Option<f64>, Option<f64>) = sqlx::query_as(
+}
+
+/// Enqueue → provider accepted, over a set of deliveries (ms).
+struct Latencies {
+    deliveries: i64,
+    p50: f64,
+    p99: f64,
+    max: f64,
+}
+
+impl Bench<'_> {
+    async fn seed(&mut self) -> anyhow::Result<()> {
+        println!(
+            "seeding {} users × 2 devices and {} notifications…",
+            self.args.users, self.args.notifications
+        );
+        sqlx::query(
+            "INSERT INTO pushrelay.devices (app, user_id, platform, token, locale)
+             SELECT $1, 'u' || i, p.platform,
+                    CASE p.platform WHEN 'ios' THEN md5('i' || i) || md5('j' || i) ELSE 'bench-android:' || i END,
+                    CASE WHEN i % 3 = 0 THEN 'pt-BR' ELSE 'en' END
+               FROM generate_series(1, $2) i, (VALUES ('ios'), ('android')) p(platform)",
+        )
+        .bind(APP)
+        .bind(self.args.users as i32)
+        .execute(&mut self.conn)
+        .await?;
+        self.insert_backlog(self.args.notifications, Priority::Urgent)
+            .await?;
+        sqlx::query("ANALYZE").execute(&mut self.conn).await?;
+        Ok(())
+    }
+
+    /// Phase 1: start the daemons on the seeded backlog and time the drain.
+    async fn throughput(
+        &mut self,
+        bin: &Path,
+        config: &Path,
+        dir: &Path,
+    ) -> anyhow::Result<Throughput> {
+        let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut self.conn)
+            .await?;
+        let postgres = u32::try_from(backend).ok().and_then(PostgresCpu::find);
+        let db_before = postgres.as_ref().and_then(PostgresCpu::sample_us);
+        for i in 1..=self.args.processes {
+            let log = dir.join(format!("daemon-{i}.log"));
+            self.daemons.push(Daemon::spawn(bin, config, log)?);
+        }
+        self.wait_until_drained("the throughput backlog").await?;
+        let daemon_cpu_us = self
+            .daemons
+            .iter()
+            .map(|d| {
+                procfs::cpu_us(d.pid).with_context(|| format!("reading daemon {}'s CPU", d.pid))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let db_cpu_us = postgres.and_then(|p| Some(p.sample_us()?.saturating_sub(db_before?)));
+        let (delivered, first, last): (i64, Option<DateTime<Utc>>, Option<DateTime<Utc>>) =
+            sqlx::query_as(
+                "SELECT (SELECT count(*) FROM pushrelay.attempts WHERE outcome = 'delivered'),
+                        (SELECT min(fanned_out_at) FROM pushrelay.notifications),
+                        (SELECT max(finished_at) FROM pushrelay.attempts WHERE outcome = 'delivered')",
+            )
+            .fetch_one(&mut self.conn)
+            .await?;
+        let secs = seconds_between(first, last);
+        let result = Throughput {
+            delivered,
+            per_sec: delivered as f64 / secs.max(0.001),
+            daemon_cpu_us,
+            db_cpu_us,
+        };
+        println!(
+            "throughput: {delivered} of {} deliveries accepted in {secs:.2} s (first fan-out → last acceptance) \
+             = {:.0} deliveries/s; CPU per delivery: daemons {:.1} µs, PostgreSQL {}",
+            i64::from(self.args.notifications) * 2,
+            result.per_sec,
+            result.per_delivery(result.daemon_cpu_us.iter().sum()),
+            result.db_cpu_us.map_or("n/a (the server is not on this machine)".into(), |us| {
+                format!("{:.1} µs", result.per_delivery(us))
+            }),
+        );
+        Ok(result)
+    }
+
+    /// Phase 2: a steady producer of urgent notifications.
+    async fn latency(&mut self) -> anyhow::Result<Latencies> {
+        let since = self.now().await?;
+        let (rate, secs) = (self.args.rate, self.args.duration);
+        let produced = self.produce(rate, secs, Priority::Urgent).await?;
+        self.wait_until_drained("the latency phase").await?;
+        let l = latencies(&mut self.conn, since, Priority::Urgent).await?;
+        println!(
+            "latency: {produced} notifications at {:.0}/s → {} deliveries; enqueue → accepted p50 {:.1} ms, p99 {:.1} ms",
+            f64::from(produced) / secs as f64,
+            l.deliveries,
+            l.p50,
+            l.p99
+        );
+        Ok(l)
+    }
+
+    /// Phase 3: urgent alerts while a bulk backlog drains.
+    async fn priority(&mut self) -> anyhow::Result<Latencies> {
+        let since = self.now().await?;
+        let backlog = self.args.priority_backlog;
+        self.insert_backlog(backlog, Priority::Bulk).await?;
+        let (rate, secs) = (self.args.alert_rate, self.args.alert_duration);
+        let alerts = self.produce(rate, secs, Priority::Urgent).await?;
+        self.wait_until_drained("the priority phase").await?;
+        let urgent = latencies(&mut self.conn, since, Priority::Urgent).await?;
+        let (bulk, first, last): (i64, Option<DateTime<Utc>>, Option<DateTime<Utc>>) =
+            sqlx::query_as(
+                "SELECT count(*), min(a.finished_at), max(a.finished_at)
+                   FROM pushrelay.notifications n
+                   JOIN pushrelay.deliveries d ON d.notification_id = n.id
+                   JOIN pushrelay.attempts a ON a.delivery_id = d.id AND a.outcome = 'delivered'
+                  WHERE n.created_at >= $1 AND n.priority = 'bulk'",
+            )
+            .bind(since)
+            .fetch_one(&mut self.conn)
+            .await?;
+        println!(
+            "priority: {backlog} bulk notifications → {bulk} deliveries drained at {:.0} deliveries/s, \
+             meanwhile {alerts} urgent alerts ({rate}/s for {secs} s) → {} deliveries; \
+             alert enqueue → accepted p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            bulk as f64 / seconds_between(first, last),
+            urgent.deliveries,
+            urgent.p50,
+            urgent.p99,
+            urgent.max
+        );
+        Ok(urgent)
+    }
+
+    /// Reads each daemon's peak RSS (MiB), then stops them with SIGTERM.
+    async fn stop(self) -> anyhow::Result<Vec<u64>> {
+        let peak_rss_mb = self
+            .daemons
+            .iter()
+            .map(|d| {
+                procfs::peak_rss_mb(d.pid)
+                    .with_context(|| format!("reading daemon {}'s memory", d.pid))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        for daemon in self.daemons {
+            daemon.stop().await?;
+        }
+        Ok(peak_rss_mb)
+    }
+
+    async fn now(&mut self) -> Result<DateTime<Utc>, sqlx::Error> {
+        sqlx::query_scalar("SELECT clock_timestamp()")
+            .fetch_one(&mut self.conn)
+            .await
+    }
+
+    /// Queues `count` notifications at once, in chunks.
+    async fn insert_backlog(&mut self, count: u32, priority: Priority) -> anyhow::Result<()> {
+        let end = self.next + i32::try_from(count)?;
+        while self.next < end {
+            self.insert_up_to((self.next + CHUNK).min(end), priority)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Inserts notifications at `rate` per second for `secs` seconds;
+    /// returns how many.
+    async fn produce(&mut self, rate: u32, secs: u64, priority: Priority) -> anyhow::Result<i32> {
+        let first = self.next;
+        let duration = Duration::from_secs(secs);
+        let started = Instant::now();
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let elapsed = started.elapsed().min(duration);
+            // On schedule, whatever the tick: each insert catches up.
+            let due = first + (f64::from(rate) * elapsed.as_secs_f64()) as i32;
+            if due > self.next {
+                self.insert_up_to(due, priority).await?;
+            }
+            if elapsed == duration {
+                return Ok(self.next - first);
+            }
+        }
+    }
+
+    /// Inserts notifications number `self.next..to`.
+    async fn insert_up_to(&mut self, to: i32, priority: Priority) -> Result<(), sqlx::Error> {
+        let users = self.args.users as i32;
+        insert_notifications(&mut self.conn, self.next, to, users, priority).await?;
+        self.next = to;
+        Ok(())
+    }
+
+    /// Waits until no notification awaits fan-out and no delivery is pending
+    /// or being sent; fails if a daemon exits or it takes over 10 minutes.
+    async fn wait_until_drained(&mut self, what: &str) -> anyhow::Result<()> {
+        let started = Instant::now();
+        loop {
+            for daemon in &mut self.daemons {
+                daemon.check_running()?;
+            }
+            // One statement, one snapshot: fan-out turns a notification into
+            // its deliveries atomically. Both counts read partial indexes.
+            let (notifications, deliveries): (i64, i64) = sqlx::query_as(
+                "SELECT (SELECT count(*) FROM pushrelay.notifications WHERE state = 'pending'),
+                        (SELECT count(*) FROM pushrelay.deliveries WHERE state IN ('pending', 'sending'))",
+            )
+            .fetch_one(&mut self.conn)
+            .await?;
+            if notifications + deliveries == 0 {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                started.elapsed() < DRAIN_LIMIT,
+                "{what} did not drain within {} s: {notifications} notification(s) not fanned out \
+                 and {deliveries} deliveries pending or sending",
+                DRAIN_LIMIT.as_secs()
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
+
+/// Seconds from `first` to `last`; NaN when either is missing.
+fn seconds_between(first: Option<DateTime<Utc>>, last: Option<DateTime<Utc>>) -> f64 {
+    match (first, last) {
+        (Some(first), Some(last)) => (last - first).num_microseconds().unwrap_or(0) as f64 / 1e6,
+        _ => f64::NAN,
+    }
+}
+
+/// Latencies of the deliveries of the notifications of one priority
+/// created since `since`.
+async fn latencies(
+    conn: &mut PgConnection,
+    since: DateTime<Utc>,
+    priority: Priority,
+) -> Result<Latencies, sqlx::Error> {
+    let (deliveries, p50, p99, max): (i64, Option<f64>, Option<f64>, Option<f64>) = sqlx::query_as(
         "SELECT count(*),
                 percentile_cont(0.5) WITHIN GROUP (ORDER BY ms),
-                percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)
+                percentile_cont(0.99) WITHIN GROUP (ORDER BY ms),
+                max(ms)
            FROM (SELECT (extract(epoch FROM a.finished_at - n.created_at) * 1000)::float8 AS ms
                    FROM pushrelay.notifications n
                    JOIN pushrelay.deliveries d ON d.notification_id = n.id
                    JOIN pushrelay.attempts a ON a.delivery_id = d.id AND a.outcome = 'delivered'
-                  WHERE n.created_at >= $1) l",
+                  WHERE n.created_at >= $1 AND n.priority = $2) l",
     )
-    .bind(phase2)
-    .fetch_one(&pool)
+    .bind(since)
+    .bind(priority.as_str())
+    .fetch_one(conn)
     .await?;
-    let (p50, p99) = (p50.unwrap_or(f64::NAN), p99.unwrap_or(f64::NAN));
-    let achieved = produced as f64 / args.duration as f64;
-    println!(
-        "latency: {produced} notifications at {achieved:.0}/s → {n} deliveries; enqueue → accepted p50 {p50:.1} ms, p99 {p99:.1} ms"
+    let ms = |v: Option<f64>| v.unwrap_or(f64::NAN);
+    Ok(Latencies {
+        deliveries,
+        p50: ms(p50),
+        p99: ms(p99),
+        max: ms(max),
+    })
+}
+
+/// The machine-readable summary.
+fn last_line(
+    throughput: &Throughput,
+    latency: &Latencies,
+    peak_rss_mb: &[u64],
+    alerts: Option<&Latencies>,
+) -> String {
+    let per_delivery = |us: u64| format!("{:.1}", throughput.per_delivery(us));
+    let mut line = format!(
+        "deliveries_per_sec={:.0} p50_ms={:.1} p99_ms={:.1} peak_rss_mb={} daemon_cpu_us={} db_cpu_us={}",
+        throughput.per_sec,
+        latency.p50,
+        latency.p99,
+        peak_rss_mb.iter().max().unwrap_or(&0),
+        per_delivery(throughput.daemon_cpu_us.iter().sum()),
+        throughput.db_cpu_us.map_or("na".into(), per_delivery),
     );
-    let rss = peak_rss_mb();
-    match &mock {
-        Some((_, mock)) => {
-            let s = mock.stats();
-            println!(
-                "providers: real APNs + FCM clients → mock servers over HTTP/2+TLS ({} ms per answer); \
-                 {} requests over {} connections; APNs JWTs signed {} (distinct seen by the mock {}), \
-                 FCM OAuth token fetches {}",
-                args.latency_ms,
-                s.requests,
-                s.connections,
-                provider_counts.apns_signatures(),
-                s.distinct_provider_jwts,
-                s.oauth_token_requests
-            );
-            println!("peak RSS {rss} MB (daemon, mock servers and bench producer in one process)");
-        }
-        None => println!(
-            "providers: in-process simulator, {}–{} ms per answer; peak RSS {rss} MB \
-             (daemon and bench producer in one process)",
+    if let Some(alerts) = alerts {
+        line.push_str(&format!(" alert_p99_ms={:.1}", alerts.p99));
+    }
+    line
+}
+
+/// The providers and the daemons' memory, per daemon when there are several.
+fn print_summary(args: &BenchArgs, throughput: &Throughput, peak_rss_mb: &[u64]) {
+    match args.provider.as_str() {
+        "mock" => println!(
+            "providers: the daemons' real APNs + FCM clients (4 HTTP/2 connections each) → mock servers \
+             in their own process, {} ms per answer",
+            args.latency_ms
+        ),
+        _ => println!(
+            "providers: the daemons' in-process simulator, {}–{} ms per answer",
             args.latency_ms,
             args.latency_ms + args.jitter_ms
         ),
     }
     println!(
-        "deliveries_per_sec={throughput:.0} p50_ms={p50:.1} p99_ms={p99:.1} peak_rss_mb={rss}"
+        "daemons: peak RSS {} MB (the largest)",
+        peak_rss_mb.iter().max().unwrap_or(&0)
     );
-    Ok(())
+    if peak_rss_mb.len() > 1 {
+        for (i, (cpu_us, rss)) in throughput.daemon_cpu_us.iter().zip(peak_rss_mb).enumerate() {
+            println!(
+                "daemon {}: {:.2} s CPU in the throughput phase, peak RSS {rss} MB",
+                i + 1,
+                *cpu_us as f64 / 1e6
+            );
+        }
+    }
 }
 
 async fn insert_notifications(
-    pool: &sqlx::PgPool,
+    conn: &mut PgConnection,
     from: i32,
     to: i32,
     users: i32,
+    priority: Priority,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO pushrelay.notifications (app, user_id, template, data, priority, ttl_seconds)
          SELECT $1, 'u' || (1 + (i * 7919) % $4), 'transfer_received',
                 jsonb_build_object('amount', (i % 1000) || '.00', 'currency', 'EUR', 'sender', 'Bench ' || i),
-                'urgent', 3600
+                $5, 3600
            FROM generate_series($2, $3 - 1) i",
     )
     .bind(APP)
     .bind(from)
     .bind(to)
     .bind(users)
-    .execute(pool)
+    .bind(priority.as_str())
+    .execute(conn)
     .await?;
     Ok(())
-}
-
-/// Peak resident set size of this process (VmHWM), in MiB.
-pub fn peak_rss_mb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map(|kb| kb / 1024)
-        .unwrap_or(0)
 }
