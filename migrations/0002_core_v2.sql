@@ -53,6 +53,11 @@ ALTER TABLE pushrelay.deliveries DROP CONSTRAINT deliveries_notification_id_fkey
 ALTER TABLE pushrelay.deliveries DROP CONSTRAINT deliveries_device_id_fkey;
 ALTER TABLE pushrelay.attempts DROP CONSTRAINT attempts_delivery_id_fkey;
 
+-- Deliveries are inserted by fan-out already leased to the process that
+-- sends them; nobody needs waking for them any more.
+DROP TRIGGER deliveries_wake_dispatch ON pushrelay.deliveries;
+DROP FUNCTION pushrelay.notify_deliveries();
+
 -- Fan-out takes urgent notifications before bulk ones, whatever was queued
 -- first: one index serves both priorities' claims.
 DROP INDEX pushrelay.notifications_pending_due;

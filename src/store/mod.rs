@@ -71,9 +71,18 @@ pub fn describe(opts: &PgConnectOptions) -> String {
     )
 }
 
+/// Connection options for pushrelay's sessions. Their statements are
+/// planned for the values of each execution: a cached generic plan
+/// guesses a `LIMIT $1` batch at a tenth of the table and answers with
+/// sequential scans of `devices` and `notifications` on every fan-out
+/// (measured: 23 ms instead of ~3 ms per batch of 500). Planning each batch
+/// costs well under a microsecond per delivery.
 pub fn connect_options(url: &str) -> Result<PgConnectOptions, DbError> {
     url.parse::<PgConnectOptions>()
-        .map(|o| o.application_name("pushrelay"))
+        .map(|o| {
+            o.application_name("pushrelay")
+                .options([("plan_cache_mode", "force_custom_plan")])
+        })
         .map_err(DbError::BadUrl)
 }
 

@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::executor::{Content, Job};
-use super::lane::{Lane, Shared};
+use super::lane::{Lane, Shared, FENCE_RECHECK};
 use crate::model::Priority;
 use crate::store::notifications::{self, FannedOut, Routes};
 
@@ -28,13 +28,24 @@ pub(crate) async fn run(
     let batch = shared.settings.worker.fanout_batch as usize;
     let poll = shared.settings.worker.poll_interval();
     let mut backoff = Duration::from_millis(100);
+    // Per priority: whether anything may be due. A query that came back
+    // short says no until a NOTIFY or the poll says otherwise, so an idle
+    // priority costs no statement per batch of the other one.
+    let mut maybe_due = [true, true];
     loop {
         if stop.is_cancelled() {
             return;
         }
+        if !shared.fence.ok() {
+            // No heartbeat yet, or a late one: lease nothing new.
+            tokio::select! {
+                _ = tokio::time::sleep(FENCE_RECHECK) => continue,
+                _ = stop.cancelled() => return,
+            }
+        }
         let mut more = false;
-        for priority in [Priority::Urgent, Priority::Bulk] {
-            if !shared.fence.ok() || !lanes.iter().all(|l| l.wants(priority)) {
+        for (i, priority) in [Priority::Urgent, Priority::Bulk].into_iter().enumerate() {
+            if !maybe_due[i] || !lanes.iter().all(|l| l.wants(priority)) {
                 continue;
             }
             match notifications::fan_out(
@@ -48,11 +59,12 @@ pub(crate) async fn run(
             {
                 Ok(rows) => {
                     backoff = Duration::from_millis(100);
-                    more = rows.len() == batch;
+                    maybe_due[i] = rows.len() == batch;
+                    more = maybe_due[i];
                     hand_over(&lanes, rows);
                     if more {
-                        // A full urgent batch: more urgent ones may be due,
-                        // and they go before any bulk.
+                        // A full batch: more may be due, and urgent ones go
+                        // before any bulk.
                         break;
                     }
                 }
@@ -72,9 +84,9 @@ pub(crate) async fn run(
             continue;
         }
         tokio::select! {
-            _ = wake.notified() => {},
+            _ = wake.notified() => maybe_due = [true, true],
             _ = shared.room.notified() => {},
-            _ = tokio::time::sleep(poll) => {},
+            _ = tokio::time::sleep(poll) => maybe_due = [true, true],
             _ = stop.cancelled() => return,
         }
     }

@@ -31,6 +31,9 @@ use crate::config::Settings;
 use crate::model::{Environment, Platform, Priority};
 use crate::store::deliveries::{self, ClaimedRetry, Completion};
 
+/// How soon a lane or fan-out looks again at a closed fence.
+pub(crate) const FENCE_RECHECK: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// A result on its way to the database, with the slots it holds until then.
 pub(crate) struct Finished {
     pub completion: Completion,
@@ -77,6 +80,8 @@ pub(crate) struct Lane {
     /// Deliveries whose send task was dropped before its result reached the
     /// completer; handed back at shutdown.
     aborted: Arc<Mutex<Vec<i64>>>,
+    /// `pushrelay_sends_in_flight{platform}`: slots held.
+    in_flight: metrics::Gauge,
 }
 
 impl Lane {
@@ -98,6 +103,7 @@ impl Lane {
             ready: Mutex::new(Ready::default()),
             arrived: Notify::new(),
             aborted: Arc::new(Mutex::new(Vec::new())),
+            in_flight: metrics::gauge!("pushrelay_sends_in_flight", "platform" => platform.as_str()),
             shared,
         }
     }
@@ -168,10 +174,11 @@ impl Lane {
             };
             let (job, bulk) = loop {
                 if !self.shared.fence.ok() {
-                    // Our heartbeat is late: another process may soon take
-                    // our deliveries over; sending them now could double.
+                    // No heartbeat yet, or a late one: another process may
+                    // soon take our deliveries over; sending them now could
+                    // double.
                     tokio::select! {
-                        _ = tokio::time::sleep(poll) => continue,
+                        _ = tokio::time::sleep(FENCE_RECHECK) => continue,
                         _ = stop.cancelled() => break 'run,
                     }
                 }
@@ -209,6 +216,8 @@ impl Lane {
                 }
             };
             self.start(&mut tasks, job, (slot, bulk));
+            self.in_flight
+                .set((self.capacity - self.slots.available_permits()) as f64);
         }
         self.drain(tasks, hard_stop).await;
     }

@@ -49,19 +49,22 @@ WITH claimed AS (
       JOIN targets t ON t.notification_id = i.notification_id AND t.device_id = i.device_id
      GROUP BY i.notification_id
 ), settled AS (
+    -- `IN (SELECT … FROM inserted)` is one hashed subplan; a join against
+    -- `sent` was re-scanned once per notification (quadratic in the batch).
     UPDATE pushrelay.notifications n
        SET fanned_out_at = now(),
            state = CASE
                WHEN NOT c.known THEN 'failed'
                WHEN c.expires_at <= now() THEN 'expired'
-               WHEN s.notification_id IS NULL THEN 'no_devices'
-               ELSE 'dispatched' END,
+               WHEN c.id IN (SELECT notification_id FROM inserted) THEN 'dispatched'
+               ELSE 'no_devices' END,
            state_reason = CASE
                WHEN NOT c.known THEN format('unknown app %L: it is not configured in this pushrelay; add [apps.%s] to config.toml', c.app, c.app)
                WHEN c.expires_at <= now() THEN format('expired at %s before it could be sent', c.expires_at)
-               WHEN s.notification_id IS NULL THEN 'the recipient has no active device on a platform this app sends to'
+               WHEN c.id IN (SELECT notification_id FROM inserted) THEN NULL
+               ELSE 'the recipient has no active device on a platform this app sends to'
                END
-      FROM claimed c LEFT JOIN sent s ON s.notification_id = c.id
+      FROM claimed c
      WHERE n.id = c.id
 )
 SELECT c.id, c.app, c.priority, c.template, c.title, c.body, c.data, c.collapse_key, c.expires_at,
