@@ -36,12 +36,13 @@ async fn migrations_are_repeatable_and_live_in_their_own_schema(
 }
 
 #[sqlx::test(migrations = false)]
-async fn every_statement_of_the_store_fits_the_schema(_: PgPoolOptions, opts: PgConnectOptions) {
+async fn every_statement_fits_the_schema(_: PgPoolOptions, opts: PgConnectOptions) {
     use sqlx::Executor;
     let pool = PgPoolOptions::new().connect_with(opts).await.unwrap();
     pushrelay::store::migrate(&pool).await.unwrap();
     let mut checked = 0;
-    for (name, sql) in pushrelay::store::statements() {
+    let bench = pushrelay::cli::BENCH_STATEMENTS.iter().copied();
+    for (name, sql) in pushrelay::store::statements().chain(bench) {
         // PostgreSQL parses, plans and type-checks it without running it.
         if let Err(e) = pool.describe(sql).await {
             panic!("store statement {name} does not fit the schema: {e}");

@@ -90,6 +90,24 @@ pub struct BenchArgs {
     pub alert_duration: u64,
 }
 
+const SEED_DEVICES: &str = include_str!("bench/seed_devices.sql");
+const THROUGHPUT: &str = include_str!("bench/throughput.sql");
+const BULK_DRAIN: &str = include_str!("bench/bulk_drain.sql");
+const IS_OPEN: &str = include_str!("bench/is_open.sql");
+const OPEN_COUNTS: &str = include_str!("bench/open_counts.sql");
+const LATENCIES: &str = include_str!("bench/latencies.sql");
+const INSERT_NOTIFICATIONS: &str = include_str!("bench/insert_notifications.sql");
+/// The bench's statements, checked against the schema like the store's.
+pub const STATEMENTS: &[(&str, &str)] = &[
+    ("bench/seed_devices", SEED_DEVICES),
+    ("bench/throughput", THROUGHPUT),
+    ("bench/bulk_drain", BULK_DRAIN),
+    ("bench/is_open", IS_OPEN),
+    ("bench/open_counts", OPEN_COUNTS),
+    ("bench/latencies", LATENCIES),
+    ("bench/insert_notifications", INSERT_NOTIFICATIONS),
+];
+
 const APP: &str = "bench";
 /// How often the bench looks at the queue.
 const POLL: Duration = Duration::from_millis(200);
@@ -263,17 +281,11 @@ impl Bench<'_> {
             "seeding {} users × 2 devices and {} notifications…",
             self.args.users, self.args.notifications
         );
-        sqlx::query(
-            "INSERT INTO pushrelay.devices (app, user_id, platform, token, locale)
-             SELECT $1, 'u' || i, p.platform,
-                    CASE p.platform WHEN 'ios' THEN md5('i' || i) || md5('j' || i) ELSE 'bench-android:' || i END,
-                    CASE WHEN i % 3 = 0 THEN 'pt-BR' ELSE 'en' END
-               FROM generate_series(1, $2) i, (VALUES ('ios'), ('android')) p(platform)",
-        )
-        .bind(APP)
-        .bind(self.args.users as i32)
-        .execute(&mut self.conn)
-        .await?;
+        sqlx::query(SEED_DEVICES)
+            .bind(APP)
+            .bind(self.args.users as i32)
+            .execute(&mut self.conn)
+            .await?;
         self.insert_backlog(self.args.notifications, Priority::Urgent)
             .await?;
         sqlx::query("ANALYZE").execute(&mut self.conn).await?;
@@ -306,13 +318,7 @@ impl Bench<'_> {
             .collect::<anyhow::Result<Vec<_>>>()?;
         let db_cpu_us = postgres.and_then(|p| Some(p.sample_us()?.saturating_sub(db_before?)));
         let (delivered, first, last): (i64, Option<DateTime<Utc>>, Option<DateTime<Utc>>) =
-            sqlx::query_as(
-                "SELECT (SELECT count(*) FROM pushrelay.attempts WHERE outcome = 'delivered'),
-                        (SELECT min(fanned_out_at) FROM pushrelay.notifications),
-                        (SELECT max(finished_at) FROM pushrelay.attempts WHERE outcome = 'delivered')",
-            )
-            .fetch_one(&mut self.conn)
-            .await?;
+            sqlx::query_as(THROUGHPUT).fetch_one(&mut self.conn).await?;
         let secs = seconds_between(first, last);
         let result = Throughput {
             delivered,
@@ -360,16 +366,10 @@ impl Bench<'_> {
         self.wait_until_drained("the priority phase").await?;
         let urgent = latencies(&mut self.conn, since, Priority::Urgent).await?;
         let (bulk, first, last): (i64, Option<DateTime<Utc>>, Option<DateTime<Utc>>) =
-            sqlx::query_as(
-                "SELECT count(*), min(a.finished_at), max(a.finished_at)
-                   FROM pushrelay.notifications n
-                   JOIN pushrelay.deliveries d ON d.notification_id = n.id
-                   JOIN pushrelay.attempts a ON a.delivery_id = d.id AND a.outcome = 'delivered'
-                  WHERE n.created_at >= $1 AND n.priority = 'bulk'",
-            )
-            .bind(since)
-            .fetch_one(&mut self.conn)
-            .await?;
+            sqlx::query_as(BULK_DRAIN)
+                .bind(since)
+                .fetch_one(&mut self.conn)
+                .await?;
         println!(
             "priority: {backlog} bulk notifications → {bulk} deliveries drained at {:.0} deliveries/s, \
              meanwhile {alerts} urgent alerts ({rate}/s for {secs} s) → {} deliveries; \
@@ -454,26 +454,17 @@ impl Bench<'_> {
                 daemon.check_running()?;
             }
             // One statement, one snapshot: fan-out turns a notification into
-            // its deliveries atomically. Each EXISTS stops at the first live
-            // entry of a partial index (a count would visit every row of a
-            // large backlog, every poll, on the machine being measured).
-            let open: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM pushrelay.notifications WHERE state = 'pending')
-                     OR EXISTS (SELECT 1 FROM pushrelay.deliveries WHERE state = 'pending')
-                     OR EXISTS (SELECT 1 FROM pushrelay.deliveries WHERE state = 'sending')",
-            )
-            .fetch_one(&mut self.conn)
-            .await?;
+            // its deliveries atomically.
+            let open: bool = sqlx::query_scalar(IS_OPEN)
+                .fetch_one(&mut self.conn)
+                .await?;
             if !open {
                 return Ok(());
             }
             if started.elapsed() >= DRAIN_LIMIT {
-                let (notifications, deliveries): (i64, i64) = sqlx::query_as(
-                    "SELECT (SELECT count(*) FROM pushrelay.notifications WHERE state = 'pending'),
-                            (SELECT count(*) FROM pushrelay.deliveries WHERE state IN ('pending', 'sending'))",
-                )
-                .fetch_one(&mut self.conn)
-                .await?;
+                let (notifications, deliveries): (i64, i64) = sqlx::query_as(OPEN_COUNTS)
+                    .fetch_one(&mut self.conn)
+                    .await?;
                 anyhow::bail!(
                     "{what} did not drain within {} s: {notifications} notification(s) not fanned out \
                      and {deliveries} deliveries pending or sending",
@@ -500,21 +491,12 @@ async fn latencies(
     since: DateTime<Utc>,
     priority: Priority,
 ) -> Result<Latencies, sqlx::Error> {
-    let (deliveries, p50, p99, max): (i64, Option<f64>, Option<f64>, Option<f64>) = sqlx::query_as(
-        "SELECT count(*),
-                percentile_cont(0.5) WITHIN GROUP (ORDER BY ms),
-                percentile_cont(0.99) WITHIN GROUP (ORDER BY ms),
-                max(ms)
-           FROM (SELECT (extract(epoch FROM a.finished_at - n.created_at) * 1000)::float8 AS ms
-                   FROM pushrelay.notifications n
-                   JOIN pushrelay.deliveries d ON d.notification_id = n.id
-                   JOIN pushrelay.attempts a ON a.delivery_id = d.id AND a.outcome = 'delivered'
-                  WHERE n.created_at >= $1 AND n.priority = $2) l",
-    )
-    .bind(since)
-    .bind(priority.as_str())
-    .fetch_one(conn)
-    .await?;
+    let (deliveries, p50, p99, max): (i64, Option<f64>, Option<f64>, Option<f64>) =
+        sqlx::query_as(LATENCIES)
+            .bind(since)
+            .bind(priority.as_str())
+            .fetch_one(conn)
+            .await?;
     let ms = |v: Option<f64>| v.unwrap_or(f64::NAN);
     Ok(Latencies {
         deliveries,
@@ -583,19 +565,13 @@ async fn insert_notifications(
     users: i32,
     priority: Priority,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO pushrelay.notifications (app, user_id, template, data, priority, ttl_seconds)
-         SELECT $1, 'u' || (1 + (i * 7919) % $4), 'transfer_received',
-                jsonb_build_object('amount', (i % 1000) || '.00', 'currency', 'EUR', 'sender', 'Bench ' || i),
-                $5, 3600
-           FROM generate_series($2, $3 - 1) i",
-    )
-    .bind(APP)
-    .bind(from)
-    .bind(to)
-    .bind(users)
-    .bind(priority.as_str())
-    .execute(conn)
-    .await?;
+    sqlx::query(INSERT_NOTIFICATIONS)
+        .bind(APP)
+        .bind(from)
+        .bind(to)
+        .bind(users)
+        .bind(priority.as_str())
+        .execute(conn)
+        .await?;
     Ok(())
 }

@@ -50,14 +50,7 @@ pub async fn run(mut settings: Settings, simulator: bool) -> anyhow::Result<()> 
         db::describe(&db::connect_options(&settings.database.url)?)
     );
 
-    sqlx::query("DELETE FROM pushrelay.notifications WHERE app = $1")
-        .bind(APP)
-        .execute(&pool)
-        .await?;
-    sqlx::query("DELETE FROM pushrelay.devices WHERE app = $1")
-        .bind(APP)
-        .execute(&pool)
-        .await?;
+    db::history::forget_app(&pool, APP).await?;
 
     let device =
         |user: &'static str, platform, token: &'static str, locale: &'static str| NewDevice {
@@ -209,12 +202,7 @@ pub async fn run(mut settings: Settings, simulator: bool) -> anyhow::Result<()> 
         print!("{}", render_table(&status::load(&pool, *id).await?));
         println!();
     }
-    let counts: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT state, count(*) FROM pushrelay.deliveries WHERE app = $1 GROUP BY state ORDER BY state",
-    )
-    .bind(APP)
-    .fetch_all(&pool)
-    .await?;
+    let counts = status::deliveries_by_state(&pool, APP).await?;
     let summary: Vec<String> = counts.iter().map(|(s, n)| format!("{s}={n}")).collect();
     if let Some(mock) = mock {
         mock::report(mock, &providers);

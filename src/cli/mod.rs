@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use uuid::Uuid;
 
-pub use self::bench::BenchArgs;
+pub use self::bench::{BenchArgs, STATEMENTS as BENCH_STATEMENTS};
 pub use self::devices::DevicesCommand;
 pub use self::send::SendArgs;
 pub use self::status::render_table;

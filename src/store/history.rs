@@ -1,11 +1,15 @@
 //! Retention: finished notifications are deleted with their deliveries and
 //! receipts once they are older than the retention period, in small
-//! batches so the cleaner never holds long locks.
+//! batches so the cleaner never holds long locks. Nothing cascades (the
+//! tables have no foreign keys, see migration 0002): every delete here
+//! names all three tables.
 
 use sqlx::PgPool;
 
 const CLEAN: &str = include_str!("history/clean.sql");
-pub(crate) const STATEMENTS: &[(&str, &str)] = &[("history/clean", CLEAN)];
+const FORGET_APP: &str = include_str!("history/forget_app.sql");
+pub(crate) const STATEMENTS: &[(&str, &str)] =
+    &[("history/clean", CLEAN), ("history/forget_app", FORGET_APP)];
 
 /// Deletes up to `limit` finished notifications older than `days`.
 pub async fn clean(pool: &PgPool, days: u32, limit: i64) -> Result<u64, sqlx::Error> {
@@ -15,4 +19,10 @@ pub async fn clean(pool: &PgPool, days: u32, limit: i64) -> Result<u64, sqlx::Er
         .execute(pool)
         .await?
         .rows_affected())
+}
+
+/// Deletes every notification, delivery, receipt and device of `app`.
+pub async fn forget_app(pool: &PgPool, app: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(FORGET_APP).bind(app).execute(pool).await?;
+    Ok(())
 }

@@ -1,6 +1,8 @@
 //! Everything pushrelay says to PostgreSQL: the pool, the embedded
 //! migrations, and one module per table or concern, each running the
-//! `.sql` files kept beside it (`store/<module>/<statement>.sql`).
+//! `.sql` files kept beside it (`store/<module>/<statement>.sql`). The
+//! only SQL written inline is the DDL that names a database (identifiers
+//! cannot be bound) and the session setup of `migrate`.
 //!
 //! The migrations' bookkeeping table lives in the `pushrelay` schema too
 //! (not `public`), so pushrelay can share a database with a producer that
@@ -31,11 +33,20 @@ pub fn statements() -> impl Iterator<Item = (&'static str, &'static str)> {
         workers::STATEMENTS,
         history::STATEMENTS,
         status::STATEMENTS,
+        &[
+            ("schema/has_migrations", HAS_MIGRATIONS),
+            ("schema/applied_version", APPLIED_VERSION),
+            ("schema/autovacuum", AUTOVACUUM),
+        ],
     ]
     .into_iter()
     .flatten()
     .copied()
 }
+
+const HAS_MIGRATIONS: &str = include_str!("schema/has_migrations.sql");
+const APPLIED_VERSION: &str = include_str!("schema/applied_version.sql");
+const AUTOVACUUM: &str = include_str!("schema/autovacuum.sql");
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -176,14 +187,9 @@ pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
 /// this binary, instead of letting queries fail one by one.
 pub async fn check_schema(pool: &PgPool) -> Result<(), DbError> {
     let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
-    let exists: bool =
-        sqlx::query_scalar("SELECT to_regclass('pushrelay._sqlx_migrations') IS NOT NULL")
-            .fetch_one(pool)
-            .await?;
+    let exists: bool = sqlx::query_scalar(HAS_MIGRATIONS).fetch_one(pool).await?;
     let applied: Option<i64> = if exists {
-        sqlx::query_scalar("SELECT max(version) FROM pushrelay._sqlx_migrations WHERE success")
-            .fetch_one(pool)
-            .await?
+        sqlx::query_scalar(APPLIED_VERSION).fetch_one(pool).await?
     } else {
         None
     };
@@ -198,9 +204,7 @@ pub async fn check_schema(pool: &PgPool) -> Result<(), DbError> {
 /// autovacuum (the per-table settings of the migrations make it keep up).
 /// `Some(advice)` when the server has it turned off.
 pub async fn autovacuum_warning(pool: &PgPool) -> Result<Option<String>, DbError> {
-    let on: String = sqlx::query_scalar("SELECT current_setting('autovacuum')")
-        .fetch_one(pool)
-        .await?;
+    let on: String = sqlx::query_scalar(AUTOVACUUM).fetch_one(pool).await?;
     Ok((on != "on").then(|| {
         "autovacuum is off on this PostgreSQL server: nothing vacuums or analyzes pushrelay's \
          queue tables, so dead rows and stale statistics slow every claim over time. Turn it on \

@@ -14,7 +14,9 @@ const NOTIFICATION: &str = include_str!("status/notification.sql");
 const DELIVERIES: &str = include_str!("status/deliveries.sql");
 const RECEIPTS: &str = include_str!("status/receipts.sql");
 const OPEN_WORK: &str = include_str!("status/open_work.sql");
+const DELIVERIES_BY_STATE: &str = include_str!("status/deliveries_by_state.sql");
 pub(crate) const STATEMENTS: &[(&str, &str)] = &[
+    ("status/deliveries_by_state", DELIVERIES_BY_STATE),
     ("status/notification", NOTIFICATION),
     ("status/deliveries", DELIVERIES),
     ("status/receipts", RECEIPTS),
@@ -129,4 +131,15 @@ pub async fn wait_until_settled(
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+/// How many of an app's deliveries are in each state.
+pub async fn deliveries_by_state(
+    pool: &PgPool,
+    app: &str,
+) -> Result<Vec<(DeliveryState, i64)>, StatusError> {
+    Ok(sqlx::query_as(DELIVERIES_BY_STATE)
+        .bind(app)
+        .fetch_all(pool)
+        .await?)
 }

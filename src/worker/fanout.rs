@@ -8,7 +8,9 @@
 //! database, where an alert that arrives later can overtake it.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -32,9 +34,17 @@ pub(crate) async fn run(
     // short says no until a NOTIFY or the poll says otherwise, so an idle
     // priority costs no statement per batch of the other one.
     let mut maybe_due = [true, true];
+    let mut looked = Instant::now();
     loop {
         if stop.is_cancelled() {
             return;
+        }
+        // A NOTIFY or the poll makes every priority worth a look again —
+        // checked on every round, not only when idle, or a bulk backlog
+        // whose batches keep coming back full would hide new urgent ones.
+        if wake.notified().now_or_never().is_some() || looked.elapsed() >= poll {
+            maybe_due = [true, true];
+            looked = Instant::now();
         }
         if !shared.fence.ok() {
             // No heartbeat yet, or a late one: lease nothing new.
@@ -86,7 +96,7 @@ pub(crate) async fn run(
         tokio::select! {
             _ = wake.notified() => maybe_due = [true, true],
             _ = shared.room.notified() => {},
-            _ = tokio::time::sleep(poll) => maybe_due = [true, true],
+            _ = tokio::time::sleep_until((looked + poll).into()) => {},
             _ = stop.cancelled() => return,
         }
     }
