@@ -2,10 +2,10 @@
 //! process and handed straight to the lanes, so a first try costs no
 //! separate claim.
 //!
-//! Urgent notifications are fanned out before bulk ones whatever was queued
-//! first, and bulk ones only while the lanes want more (their bulk queue is
-//! shorter than their bulk slots), so a campaign's backlog stays in the
-//! database, where an alert that arrives later can overtake it.
+//! Each priority has its own loop, so urgent notifications are fanned out
+//! as they come whatever was queued before them; bulk ones only while the
+//! lanes want more (their bulk queue is short), so a campaign's backlog
+//! stays in the database, where an alert that arrives later overtakes it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,30 +20,31 @@ use super::lane::{Lane, Shared, FENCE_RECHECK};
 use crate::model::Priority;
 use crate::store::notifications::{self, FannedOut, Routes};
 
+/// Fans out one priority's notifications until `stop`. Each priority has
+/// a loop (and a connection) of its own, so an urgent notification never
+/// waits behind a bulk batch being fanned out.
 pub(crate) async fn run(
     shared: Arc<Shared>,
     lanes: Vec<Arc<Lane>>,
     routes: Routes,
+    priority: Priority,
     wake: Arc<Notify>,
     stop: CancellationToken,
 ) {
     let batch = shared.settings.worker.fanout_batch as usize;
     let poll = shared.settings.worker.poll_interval();
+    let room = &shared.room[priority as usize];
     let mut backoff = Duration::from_millis(100);
-    // Per priority: whether anything may be due. A query that came back
-    // short says no until a NOTIFY or the poll says otherwise, so an idle
-    // priority costs no statement per batch of the other one.
-    let mut maybe_due = [true, true];
+    // Whether anything may be due: a batch that came back short says no
+    // until a NOTIFY or the poll says otherwise.
+    let mut maybe_due = true;
     let mut looked = Instant::now();
     loop {
         if stop.is_cancelled() {
             return;
         }
-        // A NOTIFY or the poll makes every priority worth a look again —
-        // checked on every round, not only when idle, or a bulk backlog
-        // whose batches keep coming back full would hide new urgent ones.
         if wake.notified().now_or_never().is_some() || looked.elapsed() >= poll {
-            maybe_due = [true, true];
+            maybe_due = true;
             looked = Instant::now();
         }
         if !shared.fence.ok() {
@@ -53,11 +54,7 @@ pub(crate) async fn run(
                 _ = stop.cancelled() => return,
             }
         }
-        let mut more = false;
-        for (i, priority) in [Priority::Urgent, Priority::Bulk].into_iter().enumerate() {
-            if !maybe_due[i] || !lanes.iter().all(|l| l.wants(priority)) {
-                continue;
-            }
+        if maybe_due && lanes.iter().all(|l| l.wants(priority)) {
             match notifications::fan_out(
                 &shared.pool,
                 priority,
@@ -69,33 +66,26 @@ pub(crate) async fn run(
             {
                 Ok(rows) => {
                     backoff = Duration::from_millis(100);
-                    maybe_due[i] = rows.len() == batch;
-                    more = maybe_due[i];
+                    maybe_due = rows.len() == batch;
                     hand_over(&lanes, rows);
-                    if more {
-                        // A full batch: more may be due, and urgent ones go
-                        // before any bulk.
-                        break;
+                    if maybe_due {
+                        continue;
                     }
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, retry_in = ?backoff, "fan-out failed");
+                    tracing::error!(error = %e, %priority, retry_in = ?backoff, "fan-out failed");
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {},
                         _ = stop.cancelled() => return,
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
-                    more = true;
-                    break;
+                    continue;
                 }
             }
         }
-        if more {
-            continue;
-        }
         tokio::select! {
-            _ = wake.notified() => maybe_due = [true, true],
-            _ = shared.room.notified() => {},
+            _ = wake.notified() => maybe_due = true,
+            _ = room.notified() => {},
             _ = tokio::time::sleep_until((looked + poll).into()) => {},
             _ = stop.cancelled() => return,
         }

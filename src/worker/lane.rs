@@ -48,8 +48,8 @@ pub(crate) struct Shared {
     pub worker_id: Arc<str>,
     pub results: mpsc::Sender<Finished>,
     pub fence: Arc<Fence>,
-    /// Woken when a lane has room for more fresh deliveries.
-    pub room: Arc<Notify>,
+    /// Per priority, woken when a lane has room for more fresh deliveries.
+    pub room: [Notify; 2],
 }
 
 #[derive(Default)]
@@ -113,12 +113,14 @@ impl Lane {
     }
 
     /// Whether fan-out should lease more fresh deliveries of `priority`
-    /// for this lane: fewer are waiting than the slots they may use.
+    /// for this lane: fewer are waiting than a quarter of the slots they
+    /// may use. The queue only has to bridge one fan-out round trip; what
+    /// waits beyond that holds memory and leases for nothing.
     pub fn wants(&self, priority: Priority) -> bool {
         let ready = self.ready.lock().unwrap();
         match priority {
-            Priority::Urgent => ready.urgent.len() < self.capacity,
-            Priority::Bulk => ready.bulk.len() < self.bulk_capacity,
+            Priority::Urgent => ready.urgent.len() < self.capacity.div_ceil(4),
+            Priority::Bulk => ready.bulk.len() < self.bulk_capacity.div_ceil(4),
         }
     }
 
@@ -148,8 +150,15 @@ impl Lane {
         };
         let (urgent, bulk_left) = (ready.urgent.len(), ready.bulk.len());
         drop(ready);
-        if job.is_some() && (urgent < self.capacity / 2 || bulk_left < self.bulk_capacity / 2) {
-            self.shared.room.notify_one();
+        if let Some((j, _)) = &job {
+            let p = j.content.priority;
+            let (left, limit) = match p {
+                Priority::Urgent => (urgent, self.capacity),
+                Priority::Bulk => (bulk_left, self.bulk_capacity),
+            };
+            if left < limit.div_ceil(8) {
+                self.shared.room[p as usize].notify_one();
+            }
         }
         job
     }

@@ -1,4 +1,4 @@
-//! Turns the outbox's NOTIFYs into fan-out wake-ups, on a connection of its
+//! Turns the outbox's NOTIFYs into wake-ups of both fan-out loops, on a connection of its
 //! own. sqlx's listener reconnects by itself; after a reconnect fan-out is
 //! woken anyway, since signals may have been missed. The fallback poll
 //! covers scheduled sends and any signal lost in between.
@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 const OUTBOX_CHANNEL: &str = "pushrelay_outbox";
 
-pub(crate) async fn run(pool: PgPool, wake: Arc<Notify>, stop: CancellationToken) {
+pub(crate) async fn run(pool: PgPool, wake: [Arc<Notify>; 2], stop: CancellationToken) {
+    let wake_all = || wake.iter().for_each(|w| w.notify_one());
     let mut backoff = Duration::from_millis(200);
     loop {
         let mut listener = match PgListener::connect_with(&pool).await {
@@ -37,21 +38,21 @@ pub(crate) async fn run(pool: PgPool, wake: Arc<Notify>, stop: CancellationToken
             continue;
         }
         backoff = Duration::from_millis(200);
-        wake.notify_one();
+        wake_all();
         loop {
             let msg = tokio::select! {
                 m = listener.try_recv() => m,
                 _ = stop.cancelled() => return,
             };
             match msg {
-                Ok(Some(_)) => wake.notify_one(),
+                Ok(Some(_)) => wake_all(),
                 Ok(None) => {
                     tracing::warn!("LISTEN connection lost; reconnecting");
-                    wake.notify_one();
+                    wake_all();
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "LISTEN connection failed; reconnecting");
-                    wake.notify_one();
+                    wake_all();
                     break;
                 }
             }

@@ -31,7 +31,7 @@ use self::executor::Executor;
 use self::heartbeat::Fence;
 use self::lane::{Lane, Shared};
 use crate::config::Settings;
-use crate::model::Platform;
+use crate::model::{Platform, Priority};
 use crate::providers::Providers;
 use crate::store::{notifications::Routes, workers};
 use crate::templates::Templates;
@@ -98,7 +98,7 @@ impl Worker {
         let aux_stop = CancellationToken::new();
         let lost = CancellationToken::new();
         let fence = Arc::new(Fence::new(w.lease()));
-        let wake_fanout = Arc::new(Notify::new());
+        let wake_fanout = [Arc::new(Notify::new()), Arc::new(Notify::new())];
         let mut aux = JoinSet::new();
         aux.spawn(heartbeat::run(
             self.pool.connect_options().as_ref().clone(),
@@ -142,7 +142,7 @@ impl Worker {
             worker_id: self.id.clone(),
             results: tx,
             fence,
-            room: Arc::new(Notify::new()),
+            room: [Notify::new(), Notify::new()],
         });
         let routes = routes(&self.settings);
         let lanes: Vec<Arc<Lane>> = Platform::ALL
@@ -160,13 +160,20 @@ impl Worker {
         // already draining; then the lanes; then the completer.
         let fanout_stop = CancellationToken::new();
         let lanes_stop = CancellationToken::new();
-        let mut fanout = tokio::spawn(fanout::run(
-            shared.clone(),
-            lanes.clone(),
-            routes,
-            wake_fanout,
-            fanout_stop.clone(),
-        ));
+        let mut fanout = JoinSet::new();
+        for (priority, wake) in [Priority::Urgent, Priority::Bulk]
+            .into_iter()
+            .zip(wake_fanout)
+        {
+            fanout.spawn(fanout::run(
+                shared.clone(),
+                lanes.clone(),
+                routes.clone(),
+                priority,
+                wake,
+                fanout_stop.clone(),
+            ));
+        }
         let mut lane_tasks = JoinSet::new();
         for lane in lanes {
             lane_tasks.spawn(lane.run(lanes_stop.clone(), hard_stop.clone()));
@@ -181,17 +188,15 @@ impl Worker {
         tokio::select! {
             _ = stop.cancelled() => {},
             _ = lost.cancelled() => hard_stop.cancel(),
-            r = &mut fanout => {
-                tracing::error!(error = ?r.err(), "the fan-out loop ended unexpectedly; stopping");
+            Some(r) = fanout.join_next() => {
+                tracing::error!(error = ?r.err(), "a fan-out loop ended unexpectedly; stopping");
             }
             Some(r) = lane_tasks.join_next() => {
                 tracing::error!(error = ?r.err(), "a lane ended unexpectedly; stopping");
             }
         }
         fanout_stop.cancel();
-        if !fanout.is_finished() {
-            let _ = fanout.await;
-        }
+        while fanout.join_next().await.is_some() {}
         lanes_stop.cancel();
         while let Some(r) = lane_tasks.join_next().await {
             if let Err(e) = r {
