@@ -191,7 +191,7 @@ impl Default for LaneSetting {
     fn default() -> Self {
         Self {
             concurrency: 2000,
-            bulk_share: 0.5,
+            bulk_share: 0.25,
         }
     }
 }
@@ -323,7 +323,7 @@ impl Settings {
             if !(lane.bulk_share > 0.0 && lane.bulk_share <= 1.0) {
                 problems.push(format!(
                     "lanes.{platform}.bulk_share is {}; use a share between 0 (exclusive) and 1, \
-                     e.g. 0.5 lets bulk deliveries hold half of the lane's slots",
+                     e.g. 0.25 lets bulk deliveries hold a quarter of the lane's slots",
                     lane.bulk_share
                 ));
             }
