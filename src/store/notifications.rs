@@ -124,10 +124,10 @@ pub struct Routes {
     pub pairs: Vec<String>,
 }
 
-/// One fanned-out notification: what every one of its deliveries shares,
-/// and per delivery (same index in each vector) its device.
+/// What every delivery of one notification shares.
 #[derive(Debug, sqlx::FromRow)]
-pub struct FannedOut {
+pub struct Content {
+    /// The notification's id.
     pub id: Uuid,
     pub app: String,
     pub priority: Priority,
@@ -137,6 +137,14 @@ pub struct FannedOut {
     pub data: serde_json::Value,
     pub collapse_key: Option<String>,
     pub expires_at: DateTime<Utc>,
+}
+
+/// One fanned-out notification: its content, and per delivery (same index
+/// in each vector) the delivery and its device.
+#[derive(Debug, sqlx::FromRow)]
+pub struct FannedOut {
+    #[sqlx(flatten)]
+    pub content: Content,
     pub delivery_ids: Vec<i64>,
     pub device_ids: Vec<i64>,
     pub platforms: Vec<Platform>,

@@ -8,29 +8,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 use super::breaker::{Change, Holds};
 use super::retry::{self, Verdict};
 use crate::config::Settings;
-use crate::model::{AttemptOutcome, DeliveryState, Environment, Platform, Priority};
+use crate::model::{AttemptOutcome, DeliveryState, Environment, Platform};
 use crate::providers::{Message, Providers, SendError};
 use crate::store::deliveries::{Completion, Invalidation, Receipt, Undo};
+use crate::store::notifications::Content;
 use crate::templates::{Rendered, Templates};
-
-/// What every delivery of one notification shares.
-#[derive(Debug)]
-pub(crate) struct Content {
-    pub notification_id: Uuid,
-    pub app: String,
-    pub priority: Priority,
-    pub template: Option<String>,
-    pub title: Option<String>,
-    pub body: Option<String>,
-    pub data: serde_json::Value,
-    pub collapse_key: Option<String>,
-    pub expires_at: DateTime<Utc>,
-}
 
 /// A delivery leased to this process, ready to be sent.
 #[derive(Debug)]
@@ -124,10 +110,7 @@ impl Executor {
                 return unsent(
                     job,
                     DeliveryState::Failed,
-                    format!(
-                        "not sent: notification {} no longer exists",
-                        c.notification_id
-                    ),
+                    format!("not sent: notification {} no longer exists", c.id),
                 )
             }
         };
@@ -193,7 +176,7 @@ impl Executor {
             .unwrap_or_else(|| "(no message)".into());
         tracing::error!(
             delivery = job.delivery_id,
-            notification = %job.content.notification_id,
+            notification = %job.content.id,
             %platform,
             panic = %message,
             "sending a delivery panicked (a bug); it is recorded as a transient failure and retried"

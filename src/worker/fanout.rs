@@ -15,7 +15,7 @@ use futures_util::FutureExt;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::executor::{Content, Job};
+use super::executor::Job;
 use super::lane::{Lane, Shared, FENCE_RECHECK};
 use crate::model::Priority;
 use crate::store::notifications::{self, FannedOut, Routes};
@@ -98,17 +98,7 @@ fn hand_over(lanes: &[Arc<Lane>], rows: Vec<FannedOut>) {
     let mut deliveries = 0;
     for n in rows {
         deliveries += n.delivery_ids.len() as u64;
-        let content = Arc::new(Content {
-            notification_id: n.id,
-            app: n.app,
-            priority: n.priority,
-            template: n.template,
-            title: n.title,
-            body: n.body,
-            data: n.data,
-            collapse_key: n.collapse_key,
-            expires_at: n.expires_at,
-        });
+        let content = Arc::new(n.content);
         let devices = n
             .delivery_ids
             .into_iter()

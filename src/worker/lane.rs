@@ -25,11 +25,12 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::breaker::Holds;
-use super::executor::{Content, Executor, Job};
+use super::executor::{Executor, Job};
 use super::heartbeat::Fence;
 use crate::config::Settings;
 use crate::model::{Environment, Platform, Priority};
 use crate::store::deliveries::{self, ClaimedRetry, Completion};
+use crate::store::notifications::Content;
 
 /// How soon a lane or fan-out looks again at a closed fence.
 pub(crate) const FENCE_RECHECK: std::time::Duration = std::time::Duration::from_millis(50);
@@ -369,7 +370,7 @@ fn job_of_retry(row: ClaimedRetry) -> Job {
             .invalidated_at
             .map(|at| (at, row.invalidated_reason.clone())),
         content: Arc::new(Content {
-            notification_id: row.notification_id,
+            id: row.notification_id,
             app: row.app,
             priority: row.priority,
             template: row.template,
