@@ -109,19 +109,25 @@ async fn deliveries_of_a_crashed_process_are_reclaimed_after_the_lease(
 }
 
 /// A daemon with 100 deliveries in flight at a provider that answers after
-/// `latency_ms`.
+/// `latency_ms`: the provider has received every one of them. (A delivery
+/// is `sending` from the moment fan-out leases it, before a lane starts
+/// it; a graceful stop hands unstarted ones back.)
 async fn with_sends_in_flight(pool: &PgPool, latency_ms: u64) -> Running {
     seed_users(pool, 50).await;
     let mut s = settings();
     s.simulator.latency_ms = latency_ms;
     let daemon = start(pool, s);
     enqueue_each(pool, 50).await;
-    wait_for(
-        pool,
-        "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'sending'",
-        100,
-    )
-    .await;
+    let simulator = daemon.providers.simulator().unwrap().clone();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while simulator.requests() < 100 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited 30 s for 100 sends to reach the provider; {} did",
+            simulator.requests()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     daemon
 }
 
