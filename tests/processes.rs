@@ -8,15 +8,9 @@ use pushrelay::providers::Providers;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
+/// One notification to each of the users `seed_users` made.
 async fn enqueue_each(pool: &PgPool, users: u32) {
-    sqlx::query(
-        "INSERT INTO pushrelay.notifications (app, user_id, body)
-         SELECT 'bank', 'u' || i, 'hello' FROM generate_series(1, $1) i",
-    )
-    .bind(users as i32)
-    .execute(pool)
-    .await
-    .unwrap();
+    notify_range(pool, 1, users + 1, "urgent").await;
 }
 
 #[sqlx::test(migrations = false)]

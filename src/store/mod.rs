@@ -86,8 +86,8 @@ pub fn describe(opts: &PgConnectOptions) -> String {
 /// planned for the values of each execution: a cached generic plan
 /// guesses a `LIMIT $1` batch at a tenth of the table and answers with
 /// sequential scans of `devices` and `notifications` on every fan-out
-/// (measured: 23 ms instead of ~3 ms per batch of 500). Planning each batch
-/// costs well under a microsecond per delivery.
+/// (pg_stat_statements: 23 ms a batch). Planning a batch of 500
+/// takes about 2 ms, some 2 µs per delivery.
 pub fn connect_options(url: &str) -> Result<PgConnectOptions, DbError> {
     url.parse::<PgConnectOptions>()
         .map(|o| {

@@ -13,7 +13,7 @@ use super::breaker::{Change, Holds};
 use super::retry::{self, Verdict};
 use crate::config::Settings;
 use crate::model::{AttemptOutcome, DeliveryState, Environment, Platform};
-use crate::providers::{Message, Providers, SendError};
+use crate::providers::{Accepted, Message, Providers, SendError};
 use crate::store::deliveries::{Completion, Invalidation, Receipt, Undo};
 use crate::store::notifications::Content;
 use crate::templates::{Rendered, Templates};
@@ -42,14 +42,23 @@ pub(crate) struct Executor {
     pub templates: Arc<Templates>,
 }
 
-fn unsent(job: &Job, state: DeliveryState, error: String) -> Completion {
+/// One try at the provider, as the verdict needs it.
+struct Try {
+    provider: &'static str,
+    started_at: DateTime<Utc>,
+    finished_at: DateTime<Utc>,
+    result: Result<Accepted, SendError>,
+}
+
+/// Settled without a send: the claimed attempt and try are given back.
+fn unsent(job: &Job, state: DeliveryState, error: Option<String>) -> Completion {
     Completion {
         delivery_id: job.delivery_id,
         state,
         next_attempt_at: None,
         undo: Undo::AttemptAndTry,
         provider_message_id: None,
-        last_error: Some(error),
+        last_error: error,
         receipt: None,
         invalidate: None,
     }
@@ -67,24 +76,32 @@ impl Executor {
             return unsent(
                 job,
                 DeliveryState::Failed,
-                format!("not sent: the device was invalidated at {at} ({why})"),
+                Some(format!(
+                    "not sent: the device was invalidated at {at} ({why})"
+                )),
             );
         }
         let Some(token) = job.token.as_deref() else {
             return unsent(
                 job,
                 DeliveryState::Failed,
-                format!("not sent: device {} no longer exists", job.device_id),
+                Some(format!(
+                    "not sent: device {} no longer exists",
+                    job.device_id
+                )),
             );
         };
         if let Some(reason) = retry::expired_before_send(c.expires_at, Utc::now()) {
-            return unsent(job, DeliveryState::Expired, reason);
+            return unsent(job, DeliveryState::Expired, Some(reason));
         }
         if job.attempts as u32 > schedule.max_attempts {
             return unsent(
                 job,
                 DeliveryState::Failed,
-                format!("gave up: {} attempts already made", schedule.max_attempts),
+                Some(format!(
+                    "gave up: {} attempts already made",
+                    schedule.max_attempts
+                )),
             );
         }
         let (Some(app), Some(provider)) = (
@@ -94,10 +111,10 @@ impl Executor {
             return unsent(
                 job,
                 DeliveryState::Failed,
-                format!(
+                Some(format!(
                     "app {:?} has no {platform} provider configured; add [apps.{}.{platform}] to config.toml",
                     c.app, c.app
-                ),
+                )),
             );
         };
         let content = match (&c.template, &c.body) {
@@ -110,13 +127,13 @@ impl Executor {
                 return unsent(
                     job,
                     DeliveryState::Failed,
-                    format!("not sent: notification {} no longer exists", c.id),
+                    Some(format!("not sent: notification {} no longer exists", c.id)),
                 )
             }
         };
         let content = match content {
             Ok(content) => content,
-            Err(e) => return unsent(job, DeliveryState::Failed, e.to_string()),
+            Err(e) => return unsent(job, DeliveryState::Failed, Some(e.to_string())),
         };
         let msg = Message {
             platform,
@@ -140,23 +157,16 @@ impl Executor {
             }),
         };
         let finished_at = started_at + clock.elapsed();
-        let provider_message_id = result
-            .as_ref()
-            .ok()
-            .and_then(|a| a.provider_message_id.clone());
-        let status = match &result {
-            Ok(a) => a.status,
-            Err(e) => e.status(),
-        };
         self.conclude(
             holds,
             platform,
             job,
-            provider.name(),
-            (started_at, finished_at),
-            status,
-            result.err(),
-            provider_message_id,
+            Try {
+                provider: provider.name(),
+                started_at,
+                finished_at,
+                result,
+            },
         )
     }
 
@@ -190,31 +200,31 @@ impl Executor {
             holds,
             platform,
             job,
-            provider,
-            (now, now),
-            None,
-            Some(SendError::Transient {
-                status: None,
-                reason: format!("internal error: the send panicked: {message}"),
-                retry_after: None,
-            }),
-            None,
+            Try {
+                provider,
+                started_at: now,
+                finished_at: now,
+                result: Err(SendError::Transient {
+                    status: None,
+                    reason: format!("internal error: the send panicked: {message}"),
+                    retry_after: None,
+                }),
+            },
         )
     }
 
     /// The verdict on a try, as a completion with its receipt.
-    #[allow(clippy::too_many_arguments)]
-    fn conclude(
-        &self,
-        holds: &Holds,
-        platform: Platform,
-        job: &Job,
-        provider: &'static str,
-        (started_at, finished_at): (DateTime<Utc>, DateTime<Utc>),
-        status: Option<u16>,
-        error: Option<SendError>,
-        provider_message_id: Option<String>,
-    ) -> Completion {
+    fn conclude(&self, holds: &Holds, platform: Platform, job: &Job, t: Try) -> Completion {
+        let Try {
+            provider,
+            started_at,
+            finished_at,
+            result,
+        } = t;
+        let (status, provider_message_id, error) = match result {
+            Ok(a) => (a.status, a.provider_message_id, None),
+            Err(e) => (e.status(), None, Some(e)),
+        };
         let c = &job.content;
         let settings = &self.settings;
         let verdict = retry::decide(
@@ -304,9 +314,7 @@ impl Executor {
     pub fn held(job: &Job, until: DateTime<Utc>) -> Completion {
         Completion {
             next_attempt_at: Some(until),
-            last_error: None,
-            state: DeliveryState::Pending,
-            ..unsent(job, DeliveryState::Pending, String::new())
+            ..unsent(job, DeliveryState::Pending, None)
         }
     }
 }

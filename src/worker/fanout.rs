@@ -16,7 +16,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::executor::Job;
-use super::lane::{Lane, Shared, FENCE_RECHECK};
+use super::heartbeat::FENCE_RECHECK;
+use super::lane::{Lane, Shared};
 use crate::model::Priority;
 use crate::store::notifications::{self, FannedOut, Routes};
 

@@ -18,6 +18,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::store::workers;
 
+/// How soon a lane or fan-out looks again at a closed fence.
+pub(crate) const FENCE_RECHECK: Duration = Duration::from_millis(50);
+
 /// Whether the heartbeat is recent enough to start sends, and for how long
 /// it has been getting through without a gap.
 pub(crate) struct Fence {

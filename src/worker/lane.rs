@@ -26,14 +26,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::breaker::Holds;
 use super::executor::{Executor, Job};
-use super::heartbeat::Fence;
+use super::heartbeat::{Fence, FENCE_RECHECK};
 use crate::config::Settings;
 use crate::model::{Environment, Platform, Priority};
 use crate::store::deliveries::{self, ClaimedRetry, Completion};
 use crate::store::notifications::Content;
-
-/// How soon a lane or fan-out looks again at a closed fence.
-pub(crate) const FENCE_RECHECK: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// A result on its way to the database, with the slots it holds until then.
 pub(crate) struct Finished {
@@ -164,6 +161,13 @@ impl Lane {
         job
     }
 
+    /// Slots held, for `pushrelay_sends_in_flight`: after every start, and
+    /// whenever the lane goes idle (slots are released by the completer).
+    fn report_in_flight(&self) {
+        self.in_flight
+            .set((self.capacity - self.slots.available_permits()) as f64);
+    }
+
     fn bulk_waiting(&self) -> bool {
         !self.ready.lock().unwrap().bulk.is_empty()
     }
@@ -216,6 +220,7 @@ impl Lane {
                     }
                 }
                 let bulk_waiting = bulk_permit.is_none() && self.bulk_waiting();
+                self.report_in_flight();
                 tokio::select! {
                     _ = self.arrived.notified() => {},
                     _ = tokio::time::sleep(poll) => claim_due = true,
@@ -226,8 +231,7 @@ impl Lane {
                 }
             };
             self.start(&mut tasks, job, (slot, bulk));
-            self.in_flight
-                .set((self.capacity - self.slots.available_permits()) as f64);
+            self.report_in_flight();
         }
         self.drain(tasks, hard_stop).await;
     }

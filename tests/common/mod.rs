@@ -137,6 +137,20 @@ pub async fn seed_users(pool: &PgPool, users: u32) {
     .expect("seed devices");
 }
 
+/// One inline notification to each of users `u{from}`…`u{to-1}`.
+pub async fn notify_range(pool: &PgPool, from: u32, to: u32, priority: &str) {
+    sqlx::query(
+        "INSERT INTO pushrelay.notifications (app, user_id, body, priority)
+         SELECT 'bank', 'u' || i, 'hello', $3 FROM generate_series($1, $2 - 1) i",
+    )
+    .bind(from as i32)
+    .bind(to as i32)
+    .bind(priority)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
 /// Polls `sql` (a query returning one bigint) until it returns `want`.
 /// The bound only keeps a broken build from hanging; it is not a timing
 /// assertion.
