@@ -61,9 +61,19 @@ pub enum SendError {
         since: Option<DateTime<Utc>>,
     },
     /// Our credentials or provider setup are wrong: pause this app's sends
-    /// and alert; the delivery keeps its attempt.
+    /// and alert; the delivery keeps its attempt. `pause` overrides the
+    /// configured pause (a brief one for a rate of token updates, say).
     #[error("provider configuration error{}: {reason}", status_suffix(*.status))]
-    Config { status: Option<u16>, reason: String },
+    Config {
+        status: Option<u16>,
+        reason: String,
+        pause: Option<Duration>,
+    },
+    /// The connection dropped after the request went out: the provider may
+    /// or may not have processed it. Retried shortly without spending an
+    /// attempt, and not held against the provider by the circuit breaker.
+    #[error("connection lost: {reason}")]
+    ConnectionLost { reason: String },
 }
 
 fn status_suffix(status: Option<u16>) -> String {
@@ -77,6 +87,7 @@ impl SendError {
             | SendError::Permanent { status, .. }
             | SendError::TokenDead { status, .. }
             | SendError::Config { status, .. } => *status,
+            SendError::ConnectionLost { .. } => None,
         }
     }
 
@@ -85,14 +96,17 @@ impl SendError {
             SendError::Transient { reason, .. }
             | SendError::Permanent { reason, .. }
             | SendError::TokenDead { reason, .. }
-            | SendError::Config { reason, .. } => reason,
+            | SendError::Config { reason, .. }
+            | SendError::ConnectionLost { reason } => reason,
         }
     }
 
     /// The outcome recorded in the attempt's receipt.
     pub fn outcome(&self) -> AttemptOutcome {
         match self {
-            SendError::Transient { .. } => AttemptOutcome::Transient,
+            SendError::Transient { .. } | SendError::ConnectionLost { .. } => {
+                AttemptOutcome::Transient
+            }
             SendError::Permanent { .. } => AttemptOutcome::Permanent,
             SendError::TokenDead { .. } => AttemptOutcome::TokenDead,
             SendError::Config { .. } => AttemptOutcome::ConfigError,

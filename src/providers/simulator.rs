@@ -178,6 +178,7 @@ impl Provider for Simulator {
             Some(Behaviour::ConfigError) => Err(SendError::Config {
                 status: Some(403),
                 reason: "InvalidProviderToken".into(),
+                pause: None,
             }),
             Some(Behaviour::Panic) => panic!("simulated provider bug (simulator rule `panic`)"),
             Some(Behaviour::Timeout) => {

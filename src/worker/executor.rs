@@ -231,6 +231,7 @@ impl Executor {
             error.as_ref(),
             retry::Attempt {
                 number: job.attempts as u32,
+                tries: job.tries as u32,
                 schedule: settings.retry.schedule(c.priority),
                 expires_at: c.expires_at,
                 now: finished_at,
@@ -270,6 +271,11 @@ impl Executor {
                     tracing::warn!(app = %c.app, %platform, %until, "provider failing every send: holding this app's sends (circuit breaker open)");
                 }
                 done.next_attempt_at = Some(at);
+            }
+            Verdict::Resend { at, reason } => {
+                tracing::debug!(delivery = job.delivery_id, %reason, "connection lost mid-send: resending shortly, attempt not counted");
+                done.next_attempt_at = Some(at);
+                done.undo = Undo::Attempt;
             }
             Verdict::Failed(reason) => {
                 done.state = DeliveryState::Failed;

@@ -25,6 +25,14 @@ use chrono::{DateTime, Utc};
 pub use crate::config::RetrySchedule;
 use crate::providers::SendError;
 
+/// After a lost connection, the resend waits this long (jittered between
+/// the two), enough for a reconnect, short enough to be invisible.
+const RESEND_MIN: Duration = Duration::from_millis(100);
+const RESEND_MAX: Duration = Duration::from_millis(1000);
+/// Lost connections do not spend attempts, but a delivery gets at most
+/// this many tries per attempt of its schedule.
+const MAX_TRIES_PER_ATTEMPT: u32 = 3;
+
 impl RetrySchedule {
     /// The exponential ceiling before the retry following attempt `attempt`
     /// (1-based): base·2^(attempt-1), capped.
@@ -58,6 +66,12 @@ pub enum Verdict {
     TokenDead(String),
     /// The message's time to live ran out before it could be delivered.
     Expired(String),
+    /// The connection dropped mid-request: try again at this time without
+    /// counting the attempt.
+    Resend {
+        at: DateTime<Utc>,
+        reason: String,
+    },
     /// The provider rejected our credentials. Pause the app's sends until
     /// the given time, hand the delivery back without counting the attempt.
     PauseProvider {
@@ -71,6 +85,8 @@ pub enum Verdict {
 pub struct Attempt<'a> {
     /// 1-based number of the attempt just made.
     pub number: u32,
+    /// Every try so far, this one included (lost connections count here).
+    pub tries: u32,
     pub schedule: &'a RetrySchedule,
     pub expires_at: DateTime<Utc>,
     pub now: DateTime<Utc>,
@@ -100,10 +116,38 @@ pub fn decide(error: Option<&SendError>, a: Attempt<'_>) -> Verdict {
     match err {
         SendError::Permanent { .. } => Verdict::Failed(err.to_string()),
         SendError::TokenDead { .. } => Verdict::TokenDead(err.to_string()),
-        SendError::Config { .. } => Verdict::PauseProvider {
-            until: a.now + a.config_pause,
+        SendError::Config { pause, .. } => Verdict::PauseProvider {
+            until: a.now + pause.unwrap_or(a.config_pause),
             reason: err.to_string(),
         },
+        SendError::ConnectionLost { .. } => {
+            // The request may have reached the provider, so wait a moment
+            // (a reconnect) rather than resend at once; the attempt is not
+            // spent, but the tries are bounded so a server that drops every
+            // connection cannot keep a delivery going until its TTL.
+            if a.tries
+                >= a.schedule
+                    .max_attempts
+                    .saturating_mul(MAX_TRIES_PER_ATTEMPT)
+            {
+                return Verdict::Failed(format!(
+                    "gave up after {} tries; last error: {err}",
+                    a.tries
+                ));
+            }
+            let delay = RESEND_MIN + (RESEND_MAX - RESEND_MIN).mul_f64(a.jitter.clamp(0.0, 1.0));
+            let at = a.now + delay;
+            if at >= a.expires_at {
+                return Verdict::Expired(format!(
+                    "expired at {}: the connection dropped and a resend would have been too late; last error: {err}",
+                    a.expires_at.format("%Y-%m-%d %H:%M:%S%.3f UTC")
+                ));
+            }
+            Verdict::Resend {
+                at,
+                reason: err.to_string(),
+            }
+        }
         SendError::Transient { retry_after, .. } => {
             if a.number >= a.schedule.max_attempts {
                 return Verdict::Failed(format!(
@@ -143,6 +187,7 @@ mod tests {
     fn attempt(number: u32, jitter: f64, now: DateTime<Utc>) -> Attempt<'static> {
         Attempt {
             number,
+            tries: number,
             schedule: &RetrySchedule::URGENT,
             expires_at: now + chrono::Duration::hours(1),
             now,
@@ -252,6 +297,7 @@ mod tests {
         let cfg: Result<(), _> = Err(SendError::Config {
             status: Some(403),
             reason: "InvalidProviderToken".into(),
+            pause: None,
         });
         assert_eq!(
             decide(cfg.as_ref().err(), a),
@@ -260,6 +306,29 @@ mod tests {
                 reason: "provider configuration error (HTTP 403): InvalidProviderToken".into()
             }
         );
+    }
+
+    #[test]
+    fn a_lost_connection_is_resent_soon_without_spending_an_attempt_but_tries_are_bounded() {
+        let now = Utc::now();
+        let lost: Result<(), _> = Err(SendError::ConnectionLost {
+            reason: "connection reset".into(),
+        });
+        let mut a = attempt(8, 0.5, now);
+        a.tries = 9;
+        let Verdict::Resend { at, .. } = decide(lost.as_ref().err(), a) else {
+            panic!("expected a resend at the last attempt");
+        };
+        let waited = (at - now).to_std().unwrap();
+        assert!((RESEND_MIN..=RESEND_MAX).contains(&waited));
+        a.tries = 24;
+        assert!(matches!(decide(lost.as_ref().err(), a), Verdict::Failed(_)));
+        a.tries = 2;
+        a.expires_at = now + Duration::from_millis(50);
+        assert!(matches!(
+            decide(lost.as_ref().err(), a),
+            Verdict::Expired(_)
+        ));
     }
 
     #[test]

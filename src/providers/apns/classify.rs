@@ -31,6 +31,7 @@ pub fn classify(
         ) => SendError::Config {
             status: status_code,
             reason: reason_text(),
+            pause: None,
         },
         // Re-signing did not help: the clock or the key setup is off, but
         // it may also be transient on Apple's side.

@@ -101,6 +101,7 @@ impl AccessToken {
         .map_err(|e| SendError::Config {
             status: None,
             reason: format!("cannot sign the OAuth assertion: {e}"),
+            pause: None,
         })?;
         let resp = self
             .client
@@ -134,6 +135,7 @@ impl AccessToken {
                 SendError::Config {
                     status: Some(status),
                     reason,
+                    pause: None,
                 }
             });
         }

@@ -83,6 +83,7 @@ pub fn classify(
         Some("THIRD_PARTY_AUTH_ERROR") => SendError::Config {
             status: s,
             reason: reason(),
+            pause: None,
         },
         Some("QUOTA_EXCEEDED") => SendError::Transient {
             status: s,
@@ -99,6 +100,7 @@ pub fn classify(
             401 | 403 | 404 => SendError::Config {
                 status: s,
                 reason: reason(),
+                pause: None,
             },
             429 => SendError::Transient {
                 status: s,
