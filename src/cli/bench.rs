@@ -22,6 +22,12 @@
 //!    notifications, and urgent alerts at a steady rate while it drains:
 //!    the alerts' latency and the bulk drain rate.
 //!
+//! With `--faults mobile` the bench measures delivery quality instead: the
+//! mock plays a fault mix, a producer inserts notifications at `--rate`,
+//! and the report says which share of the deliverable ones was accepted
+//! before it expired, whether anything was sent after expiry, the attempts
+//! per delivery, the latency, and the duplicates the mock accepted.
+//!
 //! The bench watches progress through one connection with two cheap counts
 //! every 200 ms. The last line printed is machine-readable.
 
@@ -88,7 +94,27 @@ pub struct BenchArgs {
     /// Seconds the urgent alerts go on.
     #[arg(long, default_value_t = 10)]
     pub alert_duration: u64,
+    /// Measure delivery quality under a provider fault mix instead of speed.
+    /// `mobile`: 5 % 503, 2 % 429 with Retry-After 1 s, 1 % answered after
+    /// the send timeout (accepted, answer late), --reset-rate connection
+    /// resets, 1 % dead tokens; notifications at --rate for --duration.
+    #[arg(long, value_parser = ["mobile"])]
+    pub faults: Option<String>,
+    /// Share of requests whose connection is dropped, with --faults.
+    #[arg(long, default_value_t = 0.001)]
+    pub reset_rate: f64,
+    /// Time to live of the notifications with --faults (seconds).
+    #[arg(long, default_value_t = 300)]
+    pub ttl: u32,
 }
+
+/// The `mobile` fault mix's send timeout, and how late the slow answers
+/// come: after the timeout, so those sends are retried although the
+/// provider took them.
+const FAULT_SEND_TIMEOUT_MS: u64 = 2_000;
+const FAULT_SLOW_MS: u64 = 3_000;
+/// One user in this many has dead tokens in the `mobile` mix (1 %).
+const FAULT_DEAD_EVERY: i32 = 100;
 
 const SEED_DEVICES: &str = include_str!("bench/seed_devices.sql");
 const THROUGHPUT: &str = include_str!("bench/throughput.sql");
@@ -97,6 +123,7 @@ const IS_OPEN: &str = include_str!("bench/is_open.sql");
 const OPEN_COUNTS: &str = include_str!("bench/open_counts.sql");
 const LATENCIES: &str = include_str!("bench/latencies.sql");
 const INSERT_NOTIFICATIONS: &str = include_str!("bench/insert_notifications.sql");
+const QUALITY: &str = include_str!("bench/quality.sql");
 /// The bench's statements, checked against the schema like the store's.
 pub const STATEMENTS: &[(&str, &str)] = &[
     ("bench/seed_devices", SEED_DEVICES),
@@ -106,6 +133,7 @@ pub const STATEMENTS: &[(&str, &str)] = &[
     ("bench/open_counts", OPEN_COUNTS),
     ("bench/latencies", LATENCIES),
     ("bench/insert_notifications", INSERT_NOTIFICATIONS),
+    ("bench/quality", QUALITY),
 ];
 
 const APP: &str = "bench";
@@ -123,6 +151,10 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.provider != "mock",
         "this build has no mock providers (built without the `mock` feature); use --provider simulator"
+    );
+    anyhow::ensure!(
+        args.faults.is_none() || args.provider == "mock",
+        "--faults needs --provider mock: the fault mix is played by the mock servers"
     );
     let url = bench_database_url(&settings.database.url)?;
     db::recreate_database(&url).await?;
@@ -145,6 +177,10 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
         next: 0,
     };
     bench.seed().await?;
+    if args.faults.is_some() {
+        let mock = mock.context("--faults runs the mock servers")?;
+        return bench.quality(&bin, &config, &dir, mock).await;
+    }
     println!(
         "daemons: {} × {} (config and logs in {})",
         args.processes,
@@ -158,8 +194,8 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
         _ => Some(bench.priority().await?),
     };
     let peak_rss_mb = bench.stop().await?;
-    if let Some(mut mock) = mock {
-        mock.kill().await?;
+    if let Some(mock) = mock {
+        mock.stop().await?;
     }
     print_summary(&args, &throughput, &peak_rss_mb);
     println!(
@@ -185,17 +221,29 @@ fn bench_database_url(configured: &str) -> anyhow::Result<String> {
 async fn providers(
     args: &BenchArgs,
     dir: &Path,
-) -> anyhow::Result<(Option<tokio::process::Child>, serde_json::Value)> {
+) -> anyhow::Result<(Option<child::Mock>, serde_json::Value)> {
     if args.provider == "simulator" {
         let simulator = json!({ "provider": "simulator" });
         return Ok((None, json!({ "ios": simulator, "android": simulator })));
     }
     let config = dir.join("mock.toml");
-    let faults = json!({ "mock": { "faults": {
-        "slow_rate": 1.0, // every answer takes latency_ms, like the simulator
-        "slow_ms": args.latency_ms,
-        "unavailable_rate": args.transient_rate,
-    }}});
+    let faults = match args.faults {
+        Some(_) => json!({
+            "unavailable_rate": 0.05,
+            "rate_limited_rate": 0.02,
+            "retry_after_secs": 1,
+            "slow_rate": 0.01,
+            "slow_ms": FAULT_SLOW_MS,
+            "reset_rate": args.reset_rate,
+            "rules": [{ "token_prefix": "dead", "fault": { "kind": "unregistered" } }],
+        }),
+        None => json!({
+            "slow_rate": 1.0, // every answer takes latency_ms, like the simulator
+            "slow_ms": args.latency_ms,
+            "unavailable_rate": args.transient_rate,
+        }),
+    };
+    let faults = json!({ "mock": { "faults": faults } });
     std::fs::write(&config, toml::to_string(&faults)?)?;
     let (mock, mut app) =
         child::start_mock(&config, &dir.join("mock"), &dir.join("mock.log")).await?;
@@ -219,7 +267,7 @@ fn daemon_config(
     args: &BenchArgs,
 ) -> anyhow::Result<String> {
     let templates = std::path::absolute(&settings.templates.dir)?;
-    let config = json!({
+    let mut config = json!({
         "database": { "url": url, "max_connections": settings.database.max_connections },
         "templates": { "dir": templates },
         "telemetry": { "level": "warn", "format": "pretty" },
@@ -239,6 +287,9 @@ fn daemon_config(
         },
         "apps": { APP: app },
     });
+    if args.faults.is_some() {
+        config["worker"] = json!({ "send_timeout_ms": FAULT_SEND_TIMEOUT_MS });
+    }
     Ok(toml::to_string(&config)?)
 }
 
@@ -277,17 +328,30 @@ struct Latencies {
 
 impl Bench<'_> {
     async fn seed(&mut self) -> anyhow::Result<()> {
-        println!(
-            "seeding {} users × 2 devices and {} notifications…",
-            self.args.users, self.args.notifications
-        );
+        match self.args.faults {
+            Some(_) => println!(
+                "seeding {} users × 2 devices (1 in {FAULT_DEAD_EVERY} with dead tokens)…",
+                self.args.users
+            ),
+            None => println!(
+                "seeding {} users × 2 devices and {} notifications…",
+                self.args.users, self.args.notifications
+            ),
+        }
+        let dead_every = match self.args.faults {
+            Some(_) => FAULT_DEAD_EVERY,
+            None => 0,
+        };
         sqlx::query(SEED_DEVICES)
             .bind(APP)
             .bind(self.args.users as i32)
+            .bind(dead_every)
             .execute(&mut self.conn)
             .await?;
-        self.insert_backlog(self.args.notifications, Priority::Urgent)
-            .await?;
+        if self.args.faults.is_none() {
+            self.insert_backlog(self.args.notifications, Priority::Urgent)
+                .await?;
+        }
         sqlx::query("ANALYZE").execute(&mut self.conn).await?;
         Ok(())
     }
@@ -383,6 +447,75 @@ impl Bench<'_> {
         Ok(urgent)
     }
 
+    /// `--faults`: notifications at a steady rate through the fault mix,
+    /// then how well they were delivered.
+    async fn quality(
+        mut self,
+        bin: &Path,
+        config: &Path,
+        dir: &Path,
+        mock: child::Mock,
+    ) -> anyhow::Result<()> {
+        let mut logs = Vec::new();
+        for i in 1..=self.args.processes {
+            let log = dir.join(format!("daemon-{i}.log"));
+            self.daemons.push(Daemon::spawn(bin, config, log.clone())?);
+            logs.push(log);
+        }
+        let since = self.now().await?;
+        let (rate, secs) = (self.args.rate, self.args.duration);
+        println!(
+            "fault mix `mobile`: 5 % 503, 2 % 429 (Retry-After 1 s), 1 % answered after the {} ms send timeout, \
+             {} % connection resets, 1 % dead tokens; {rate} notifications/s for {secs} s, TTL {} s",
+            FAULT_SEND_TIMEOUT_MS,
+            self.args.reset_rate * 100.0,
+            self.args.ttl
+        );
+        let produced = self.produce(rate, secs, Priority::Urgent).await?;
+        self.wait_until_drained("the fault phase").await?;
+        let q: (i64, i64, i64, i64, i64, i64, i64) = sqlx::query_as(QUALITY)
+            .bind(since)
+            .fetch_one(&mut self.conn)
+            .await?;
+        let (deliverable, in_time, failed, expired, late_sends, attempts, tries) = q;
+        let l = latencies(&mut self.conn, since, Priority::Urgent).await?;
+        self.stop().await?;
+        let stats = mock.stop().await?;
+        let duplicates = stats["duplicates"].as_u64().unwrap_or(0);
+        let breaker_opened = logs
+            .iter()
+            .map(|log| {
+                std::fs::read_to_string(log)
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| l.contains("circuit breaker open"))
+                    .count()
+            })
+            .sum::<usize>();
+        let share = 100.0 * in_time as f64 / deliverable.max(1) as f64;
+        let per = |n: i64| n as f64 / deliverable.max(1) as f64;
+        println!(
+            "{produced} notifications → {deliverable} deliverable deliveries: {in_time} accepted before expiry ({share:.2} %), \
+             {failed} failed, {expired} expired; {late_sends} sends after expiry; \
+             {:.3} attempts and {:.3} tries per delivery; enqueue → accepted p50 {:.1} ms, p99 {:.1} ms; \
+             the mock accepted {duplicates} duplicates; circuit breaker opened {breaker_opened} times",
+            per(attempts),
+            per(tries),
+            l.p50,
+            l.p99,
+        );
+        println!(
+            "delivered_pct={share:.2} sends_after_expiry={late_sends} attempts_per_delivery={:.3} \
+             tries_per_delivery={:.3} p50_ms={:.1} p99_ms={:.1} duplicates={duplicates} breaker_opened={breaker_opened}",
+            per(attempts),
+            per(tries),
+            l.p50,
+            l.p99
+        );
+        std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+        Ok(())
+    }
+
     /// Reads each daemon's peak RSS (MiB), then stops them with SIGTERM.
     async fn stop(self) -> anyhow::Result<Vec<u64>> {
         let peak_rss_mb = self
@@ -440,7 +573,11 @@ impl Bench<'_> {
     /// Inserts notifications number `self.next..to`.
     async fn insert_up_to(&mut self, to: i32, priority: Priority) -> Result<(), sqlx::Error> {
         let users = self.args.users as i32;
-        insert_notifications(&mut self.conn, self.next, to, users, priority).await?;
+        let ttl = match self.args.faults {
+            Some(_) => self.args.ttl as i32,
+            None => 3600,
+        };
+        insert_notifications(&mut self.conn, self.next, to, users, priority, ttl).await?;
         self.next = to;
         Ok(())
     }
@@ -564,6 +701,7 @@ async fn insert_notifications(
     to: i32,
     users: i32,
     priority: Priority,
+    ttl: i32,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(INSERT_NOTIFICATIONS)
         .bind(APP)
@@ -571,6 +709,7 @@ async fn insert_notifications(
         .bind(to)
         .bind(users)
         .bind(priority.as_str())
+        .bind(ttl)
         .execute(conn)
         .await?;
     Ok(())

@@ -14,8 +14,9 @@ mod apns;
 mod fcm;
 mod pki;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::convert::Infallible;
+use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -159,6 +160,10 @@ pub struct Stats {
     pub accepted: u64,
     pub distinct_provider_jwts: u64,
     pub oauth_token_requests: u64,
+    /// Accepted requests that repeat one already accepted (same route,
+    /// token and content): what a device would show twice unless the
+    /// sender's collapse id folds them.
+    pub duplicates: u64,
 }
 
 /// Shared by the connection tasks.
@@ -180,6 +185,9 @@ pub(crate) struct State {
     /// Issued OAuth access tokens and when they expire.
     access_tokens: Mutex<HashMap<String, std::time::Instant>>,
     per_token: Mutex<HashMap<String, u64>>,
+    /// A hash of each accepted (route, token, content), for `duplicates`.
+    seen: Mutex<HashSet<u64>>,
+    duplicates: AtomicU64,
     received: Mutex<Vec<Received>>,
     connections: AtomicU64,
     requests: AtomicU64,
@@ -270,6 +278,8 @@ impl MockProviders {
             jwts: Mutex::new(HashMap::new()),
             access_tokens: Mutex::new(HashMap::new()),
             per_token: Mutex::new(HashMap::new()),
+            seen: Mutex::new(HashSet::new()),
+            duplicates: AtomicU64::new(0),
             received: Mutex::new(Vec::new()),
             connections: AtomicU64::new(0),
             requests: AtomicU64::new(0),
@@ -335,6 +345,7 @@ impl MockProviders {
             accepted: s.accepted.load(Ordering::Relaxed),
             distinct_provider_jwts: s.jwts.lock().unwrap().len() as u64,
             oauth_token_requests: s.oauth_requests.load(Ordering::Relaxed),
+            duplicates: s.duplicates.load(Ordering::Relaxed),
         }
     }
 
@@ -518,6 +529,14 @@ impl State {
         body: serde_json::Value,
     ) {
         self.accepted.fetch_add(1, Ordering::Relaxed);
+        if !self
+            .seen
+            .lock()
+            .unwrap()
+            .insert(content_hash(route, token, &body))
+        {
+            self.duplicates.fetch_add(1, Ordering::Relaxed);
+        }
         if !self.record {
             return;
         }
@@ -537,6 +556,20 @@ impl State {
             body,
         });
     }
+}
+
+/// What identifies one notification to one device across retries: the
+/// APNs payload, or the FCM message's `data` (the rest of an FCM message,
+/// its remaining `ttl`, changes from one try to the next).
+fn content_hash(route: Route, token: &str, body: &serde_json::Value) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (route as u8, token).hash(&mut h);
+    let content = match route {
+        Route::Apns => body,
+        Route::Fcm => body.pointer("/message/data").unwrap_or(body),
+    };
+    content.to_string().hash(&mut h);
+    h.finish()
 }
 
 pub(crate) async fn sleep_ms(ms: u64) {

@@ -6,8 +6,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
 
 /// `<bin> --config <config>`, killed if dropped, and without the environment
 /// overrides (`DATABASE_URL`, `PUSHRELAY_*`) that would change what the
@@ -114,6 +114,31 @@ impl Daemon {
     }
 }
 
+/// A `pushrelay mock-providers` process, with its stdout still open for the
+/// statistics it prints when stopped.
+pub struct Mock {
+    child: Child,
+    stdout: Lines<BufReader<ChildStdout>>,
+}
+
+impl Mock {
+    /// SIGINT, then the statistics the mock prints as it stops.
+    pub async fn stop(mut self) -> anyhow::Result<serde_json::Value> {
+        let pid = libc::pid_t::try_from(self.child.id().context("the mock exited early")?)?;
+        // SAFETY: a plain syscall on a child not yet waited for.
+        if unsafe { libc::kill(pid, libc::SIGINT) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("signalling the mock");
+        }
+        let mut printed = String::new();
+        while let Some(line) = self.stdout.next_line().await? {
+            printed.push_str(&line);
+        }
+        self.child.wait().await?;
+        serde_json::from_str(&printed)
+            .with_context(|| format!("the mock's statistics are not JSON: {printed:?}"))
+    }
+}
+
 /// Starts `pushrelay mock-providers` (this binary) on a free loopback port,
 /// writing its credentials to `dir`. Returns the process and the
 /// `[apps.demo]` table it prints to reach it.
@@ -121,7 +146,7 @@ pub async fn start_mock(
     config: &Path,
     dir: &Path,
     log: &Path,
-) -> anyhow::Result<(Child, serde_json::Value)> {
+) -> anyhow::Result<(Mock, serde_json::Value)> {
     let mut child = pushrelay(&std::env::current_exe()?, config)
         .args([
             "mock-providers",
@@ -135,8 +160,8 @@ pub async fn start_mock(
         .stderr(log_file(log)?)
         .spawn()
         .context("starting the mock providers")?;
-    let stdout = child.stdout.take().context("the mock's stdout")?;
-    let printed = tokio::time::timeout(Duration::from_secs(120), read_until_ctrl_c(stdout))
+    let mut stdout = BufReader::new(child.stdout.take().context("the mock's stdout")?).lines();
+    let printed = tokio::time::timeout(Duration::from_secs(120), read_until_ctrl_c(&mut stdout))
         .await
         .context("the mock providers did not start within 2 minutes")??
         .with_context(|| {
@@ -157,12 +182,13 @@ pub async fn start_mock(
         .map(serde_json::Value::take)
         .filter(serde_json::Value::is_object)
         .context("the mock's config snippet has no [apps.demo]")?;
-    Ok((child, app))
+    Ok((Mock { child, stdout }, app))
 }
 
 /// What the mock prints before its `Ctrl-C …` line; `None` if it exits first.
-async fn read_until_ctrl_c(stdout: tokio::process::ChildStdout) -> std::io::Result<Option<String>> {
-    let mut lines = BufReader::new(stdout).lines();
+async fn read_until_ctrl_c(
+    lines: &mut Lines<BufReader<ChildStdout>>,
+) -> std::io::Result<Option<String>> {
     let mut printed = String::new();
     while let Some(line) = lines.next_line().await? {
         if line.starts_with("Ctrl-C") {
