@@ -450,3 +450,52 @@ async fn a_provider_failing_everything_with_503_opens_the_breaker(
     assert_eq!(count(&pool, PENDING).await, 20);
     stop(daemon).await;
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_pause_recorded_by_another_process_is_honoured(_: PgPoolOptions, opts: PgConnectOptions) {
+    let pool = pool(&opts).await;
+    for i in 0..10 {
+        add(
+            &pool,
+            &format!("u{i}"),
+            Platform::Ios,
+            &ios_token("ab", i),
+            Environment::Production,
+        )
+        .await;
+    }
+    // Another daemon's guard tripped a moment ago.
+    sqlx::query(
+        "INSERT INTO pushrelay.provider_holds
+             (app, platform, environment, worker, kind, reason, hint, paused_until)
+         VALUES ('bank', 'ios', 'production', 'other:1:0000', 'guard', 'a burst', 'check the topic',
+                 now() + interval '60 seconds')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let mock = MockProviders::start(MockConfig::default()).await.unwrap();
+    let (s, _) = settings_for(&mock, "remote");
+    let daemon = start(&pool, s);
+    // Each lane reads the holds when it starts, then every second; the
+    // notifications come after that first read.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    notify_all(&pool, 10).await;
+    wait_for(
+        &pool,
+        "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'pending' AND next_attempt_at > now() + interval '30 seconds'",
+        10,
+    )
+    .await;
+    assert_eq!(
+        mock.stats().requests,
+        0,
+        "the other process's pause is honoured"
+    );
+    let status = pauses(&pool).await;
+    assert!(
+        status.contains("bank/ios/production") && status.contains("check the topic"),
+        "{status}"
+    );
+    stop(daemon).await;
+}

@@ -312,9 +312,12 @@ impl Holds {
         Change::None
     }
 
-    /// A hold another process recorded: honoured, not re-announced.
-    pub fn honour(&self, app: &str, env: Environment, until: DateTime<Utc>) {
-        self.extend(app, env, until);
+    /// A hold another process recorded: honoured, not re-announced. A
+    /// guard trip also puts this process's guard on probation.
+    pub fn honour(&self, app: &str, env: Environment, until: DateTime<Utc>, kind: &str) {
+        if self.extend(app, env, until) && kind == HoldKind::Guard.as_str() {
+            self.with(app, env, |s| s.guard.start_probation());
+        }
     }
 
     fn extend(&self, app: &str, env: Environment, until: DateTime<Utc>) -> bool {

@@ -124,6 +124,12 @@ impl Guard {
         }
     }
 
+    /// Another process's guard tripped for this app environment: believe
+    /// no token rejection here either until a send succeeds.
+    pub fn start_probation(&mut self) {
+        self.probation = true;
+    }
+
     /// An answer that is not a token-level rejection: an accepted send
     /// (`accepted`) ends probation.
     pub fn answer(&mut self, rule: &GuardRule, accepted: bool, now: DateTime<Utc>) {

@@ -253,12 +253,18 @@ impl Lane {
     /// recorded: on every new hold, and at least every second.
     async fn sync_holds(self: Arc<Self>, stop: CancellationToken) {
         let s = &self.shared;
+        // Read at once: a pause another process recorded applies from
+        // this process's first sends.
+        let mut first = true;
         loop {
-            tokio::select! {
-                _ = self.holds.wake.notified() => {},
-                _ = tokio::time::sleep(HOLDS_SYNC) => {},
-                _ = stop.cancelled() => {},
+            if !first {
+                tokio::select! {
+                    _ = self.holds.wake.notified() => {},
+                    _ = tokio::time::sleep(HOLDS_SYNC) => {},
+                    _ = stop.cancelled() => {},
+                }
             }
+            first = false;
             for opened in self.holds.take_opened() {
                 self.opened(opened).await;
             }
@@ -268,7 +274,8 @@ impl Lane {
             match holds::active(&s.pool, Some(self.platform)).await {
                 Ok(active) => {
                     for h in active.iter().filter(|h| *h.worker != *s.worker_id) {
-                        self.holds.honour(&h.app, h.environment, h.paused_until);
+                        self.holds
+                            .honour(&h.app, h.environment, h.paused_until, &h.kind);
                     }
                 }
                 Err(e) => {
