@@ -35,6 +35,7 @@ pub fn write_credentials(mock: &MockProviders, dir: &Path) -> std::io::Result<Mo
     let client_cert_file = write("apns-client-cert.pem", &mock.client_cert().cert_pem)?;
     let client_key_file = write("apns-client-key.pem", &mock.client_cert().key_pem)?;
     let base = mock.base_url();
+    let sandbox = mock.sandbox_url();
     let apns: ApnsSettings = toml::from_str(&format!(
         r#"
         topic = {topic:?}
@@ -42,7 +43,7 @@ pub fn write_credentials(mock: &MockProviders, dir: &Path) -> std::io::Result<Mo
         key_id = {kid:?}
         key_file = {key_file:?}
         production_url = {base:?}
-        sandbox_url = {base:?}
+        sandbox_url = {sandbox:?}
         ca_file = {ca_file:?}
         "#,
         topic = crate::mock::MockConfig::default().apns_topic,

@@ -30,8 +30,9 @@ pub(super) async fn run(
     let routes = crate::mock_setup::write_credentials(&mock, &dir)
         .with_context(|| format!("writing the mock's credentials to {}", dir.display()))?;
     println!(
-        "mock APNs and FCM listening on {} (HTTP/2 over TLS)",
-        mock.base_url()
+        "mock APNs (production) and FCM listening on {}, mock APNs sandbox on {} (HTTP/2 over TLS)",
+        mock.base_url(),
+        mock.sandbox_url()
     );
     println!(
         "credentials written to {}; to send to the mock, use:\n",

@@ -20,7 +20,7 @@ use uuid::Uuid;
 pub use self::bench::{BenchArgs, STATEMENTS as BENCH_STATEMENTS};
 pub use self::devices::DevicesCommand;
 pub use self::send::SendArgs;
-pub use self::status::render_table;
+pub use self::status::{render_holds, render_table};
 use crate::config::Settings;
 use crate::{store, telemetry};
 
@@ -47,10 +47,11 @@ pub enum Command {
     Run,
     /// Enqueue a notification; prints its id.
     Send(SendArgs),
-    /// Show what happened to a notification, device by device.
+    /// Show what happened to a notification, device by device, and the
+    /// provider pauses in force (without an id: only the pauses).
     Status {
         /// The notification id printed by `send` (or from the outbox row).
-        id: Uuid,
+        id: Option<Uuid>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,

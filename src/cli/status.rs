@@ -1,20 +1,63 @@
-//! `pushrelay status <id>`: support's view of one notification, as a table
-//! or JSON.
+//! `pushrelay status [<id>]`: support's view of one notification, as a
+//! table or JSON, and the provider pauses in force with what to check.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::model::DeliveryState;
+use crate::store::holds::{self, Hold};
 use crate::store::status::{self, NotificationStatus};
 
-pub(super) async fn run(pool: &sqlx::PgPool, id: Uuid, json: bool) -> anyhow::Result<()> {
+pub(super) async fn run(pool: &sqlx::PgPool, id: Option<Uuid>, json: bool) -> anyhow::Result<()> {
+    let pauses = holds::active(pool, None).await?;
+    let Some(id) = id else {
+        if json {
+            println!("{}", serde_json::to_string_pretty(&pauses)?);
+        } else {
+            print!("{}", render_holds(&pauses));
+        }
+        return Ok(());
+    };
     let report = status::load(pool, id).await?;
+    let pauses: Vec<Hold> = pauses.into_iter().filter(|h| h.app == report.app).collect();
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        let mut value = serde_json::to_value(&report)?;
+        value["provider_pauses"] = serde_json::to_value(&pauses)?;
+        println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print!("{}", render_table(&report));
+        if !pauses.is_empty() {
+            print!("\n{}", render_holds(&pauses));
+        }
     }
     Ok(())
+}
+
+/// The provider pauses in force, in plain words: which app, platform and
+/// environment, why, until when, and what to check.
+pub fn render_holds(pauses: &[Hold]) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    if pauses.is_empty() {
+        let _ = writeln!(out, "no provider pauses in force");
+        return out;
+    }
+    let _ = writeln!(out, "provider pauses in force:");
+    for h in pauses {
+        let _ = writeln!(
+            out,
+            "  {}/{}/{}: paused until {} ({}, by {}): {}",
+            h.app,
+            h.platform.as_str(),
+            h.environment.as_str(),
+            ts(h.paused_until),
+            h.kind,
+            h.worker,
+            h.reason
+        );
+        let _ = writeln!(out, "    check: {}", h.hint);
+    }
+    out
 }
 
 fn ts(t: DateTime<Utc>) -> String {

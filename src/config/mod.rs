@@ -98,9 +98,14 @@ pub struct WorkerSettings {
     /// How long sends to an app's provider pause after it rejects our
     /// credentials, so deliveries keep their attempts.
     pub config_error_pause_secs: u64,
-    /// Consecutive transient failures that open an app's circuit breaker.
+    /// The circuit breaker judges an app environment's answers over the
+    /// last `breaker_window_secs`: with at least `breaker_threshold`
+    /// answers in it, it opens when `breaker_failure_rate` of them were
+    /// transient failures. Lost connections are never counted.
     pub breaker_threshold: u32,
-    /// How long an open breaker keeps that app's sends on hold.
+    pub breaker_window_secs: u64,
+    pub breaker_failure_rate: f64,
+    /// How long an open breaker keeps that app environment's sends on hold.
     pub breaker_cooldown_secs: u64,
     /// Finished notifications older than this are deleted (0 keeps all).
     pub retention_days: u32,
@@ -118,6 +123,8 @@ impl Default for WorkerSettings {
             shutdown_grace_secs: 10,
             config_error_pause_secs: 60,
             breaker_threshold: 50,
+            breaker_window_secs: 10,
+            breaker_failure_rate: 0.5,
             breaker_cooldown_secs: 10,
             retention_days: 30,
         }
@@ -318,6 +325,16 @@ impl Settings {
             if value == 0 {
                 problems.push(format!("{key} must be greater than 0"));
             }
+        }
+        if !(w.breaker_failure_rate > 0.0 && w.breaker_failure_rate <= 1.0) {
+            problems.push(format!(
+                "worker.breaker_failure_rate is {}; use a share between 0 (exclusive) and 1, \
+                 e.g. 0.5 opens the breaker when half the recent sends failed",
+                w.breaker_failure_rate
+            ));
+        }
+        if w.breaker_window_secs == 0 {
+            problems.push("worker.breaker_window_secs must be greater than 0".into());
         }
         for (platform, lane) in [("ios", &self.lanes.ios), ("android", &self.lanes.android)] {
             if !(lane.bulk_share > 0.0 && lane.bulk_share <= 1.0) {

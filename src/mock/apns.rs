@@ -139,6 +139,22 @@ pub(super) async fn handle(
         {
             return Err(bad("BadDeviceToken"));
         }
+        // A production token at the sandbox gateway, or the reverse.
+        let at_sandbox = parts.uri.port_u16() == Some(state.sandbox_port)
+            || parts
+                .headers
+                .get(hyper::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .and_then(|h| h.rsplit(':').next())
+                .and_then(|p| p.parse::<u16>().ok())
+                == Some(state.sandbox_port);
+        let sandbox_token = state
+            .sandbox_prefixes
+            .iter()
+            .any(|p| token.starts_with(p.as_str()));
+        if at_sandbox != sandbox_token {
+            return Err(bad("BadDeviceToken"));
+        }
         let push_type = single(parts, "apns-push-type")
             .map_err(bad)?
             .unwrap_or("alert");

@@ -56,6 +56,12 @@ pub struct MockConfig {
     pub oauth_expires_in_secs: u64,
     /// Provider JWTs older than this are answered ExpiredProviderToken.
     pub jwt_max_age_secs: u64,
+    /// APNs device tokens starting with one of these are *sandbox* tokens,
+    /// all others production tokens. Like Apple's two gateways, the mock
+    /// answers `400 BadDeviceToken` to a token sent to the other
+    /// environment's gateway ([`MockProviders::base_url`] is production,
+    /// [`MockProviders::sandbox_url`] sandbox).
+    pub apns_sandbox_token_prefixes: Vec<String>,
     /// Keep every accepted request for [`MockProviders::received`]; a
     /// benchmark turns it off so the mock's memory stays flat.
     pub record: bool,
@@ -70,6 +76,7 @@ impl Default for MockConfig {
             max_concurrent_streams: 1000,
             oauth_expires_in_secs: 3599,
             jwt_max_age_secs: 3600,
+            apns_sandbox_token_prefixes: Vec::new(),
             record: true,
             faults: Faults::default(),
         }
@@ -173,6 +180,9 @@ pub(crate) struct State {
     oauth_expires_in: Duration,
     jwt_max_age_secs: i64,
     record: bool,
+    /// The sandbox APNs gateway's port (requests name it in `:authority`).
+    sandbox_port: u16,
+    sandbox_prefixes: Vec<String>,
     faults: Mutex<Faults>,
     apns_key: ApnsKey,
     apns_public: jsonwebtoken::DecodingKey,
@@ -197,6 +207,7 @@ pub(crate) struct State {
 
 pub struct MockProviders {
     addr: SocketAddr,
+    sandbox_addr: SocketAddr,
     ca_pem: String,
     client: ClientCert,
     state: Arc<State>,
@@ -230,6 +241,14 @@ impl MockProviders {
             .local_addr()
             .map_err(|cause| MockError::Bind { addr, cause })?;
         let base = format!("https://{addr}");
+        // APNs is two hosts: the sandbox gateway is a second listener of
+        // the same server, told apart by the port the request names.
+        let sandbox_listener = TcpListener::bind(SocketAddr::new(addr.ip(), 0))
+            .await
+            .map_err(|cause| MockError::Bind { addr, cause })?;
+        let sandbox_addr = sandbox_listener
+            .local_addr()
+            .map_err(|cause| MockError::Bind { addr, cause })?;
         // RSA key generation takes a moment; keep it off the runtime.
         let (pki, (apns_key, apns_public), (sa_private, sa_public)) =
             tokio::task::spawn_blocking(|| -> Result<_, MockError> {
@@ -266,6 +285,8 @@ impl MockProviders {
             oauth_expires_in: Duration::from_secs(config.oauth_expires_in_secs),
             jwt_max_age_secs: config.jwt_max_age_secs as i64,
             record: config.record,
+            sandbox_port: sandbox_addr.port(),
+            sandbox_prefixes: config.apns_sandbox_token_prefixes,
             faults: Mutex::new(config.faults),
             apns_public: jsonwebtoken::DecodingKey::from_ec_pem(apns_public.as_bytes())
                 .map_err(key_err)?,
@@ -288,15 +309,19 @@ impl MockProviders {
         });
         let tls = tls_config(&pki)?;
         let stop = CancellationToken::new();
-        tokio::spawn(accept_loop(
-            listener,
-            tokio_rustls::TlsAcceptor::from(Arc::new(tls)),
-            state.clone(),
-            config.max_concurrent_streams,
-            stop.clone(),
-        ));
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        for l in [listener, sandbox_listener] {
+            tokio::spawn(accept_loop(
+                l,
+                acceptor.clone(),
+                state.clone(),
+                config.max_concurrent_streams,
+                stop.clone(),
+            ));
+        }
         Ok(MockProviders {
             addr,
+            sandbox_addr,
             ca_pem: pki.ca_pem,
             client: pki.client,
             state,
@@ -304,8 +329,15 @@ impl MockProviders {
         })
     }
 
+    /// The production APNs gateway, FCM and the OAuth token endpoint.
     pub fn base_url(&self) -> String {
         format!("https://{}", self.addr)
+    }
+
+    /// The sandbox APNs gateway (see
+    /// [`MockConfig::apns_sandbox_token_prefixes`]).
+    pub fn sandbox_url(&self) -> String {
+        format!("https://{}", self.sandbox_addr)
     }
 
     pub fn ca_pem(&self) -> &str {

@@ -11,6 +11,7 @@
 pub mod deliveries;
 pub mod devices;
 pub mod history;
+pub mod holds;
 pub mod notifications;
 pub mod status;
 pub mod workers;
@@ -32,6 +33,7 @@ pub fn statements() -> impl Iterator<Item = (&'static str, &'static str)> {
         devices::STATEMENTS,
         workers::STATEMENTS,
         history::STATEMENTS,
+        holds::STATEMENTS,
         status::STATEMENTS,
         &[
             ("schema/has_migrations", HAS_MIGRATIONS),

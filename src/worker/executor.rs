@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use super::breaker::{Change, Holds};
+use super::guard::{self, Decision, Rejection};
 use super::retry::{self, Verdict};
 use crate::config::Settings;
 use crate::model::{AttemptOutcome, DeliveryState, Environment, Platform};
@@ -48,6 +49,8 @@ struct Try {
     started_at: DateTime<Utc>,
     finished_at: DateTime<Utc>,
     result: Result<Accepted, SendError>,
+    /// No answer within `worker.send_timeout_ms`.
+    timed_out: bool,
 }
 
 /// Settled without a send: the claimed attempt and try are given back.
@@ -148,13 +151,17 @@ impl Executor {
         let started_at = Utc::now();
         let clock = Instant::now();
         let timeout = settings.worker.send_timeout();
+        let mut timed_out = false;
         let result = match tokio::time::timeout(timeout, provider.send(&msg)).await {
             Ok(r) => r,
-            Err(_) => Err(SendError::Transient {
-                status: None,
-                reason: format!("no answer within {} ms", timeout.as_millis()),
-                retry_after: None,
-            }),
+            Err(_) => {
+                timed_out = true;
+                Err(SendError::Transient {
+                    status: None,
+                    reason: format!("no answer within {} ms", timeout.as_millis()),
+                    retry_after: None,
+                })
+            }
         };
         let finished_at = started_at + clock.elapsed();
         self.conclude(
@@ -166,6 +173,7 @@ impl Executor {
                 started_at,
                 finished_at,
                 result,
+                timed_out,
             },
         )
     }
@@ -209,6 +217,7 @@ impl Executor {
                     reason: format!("internal error: the send panicked: {message}"),
                     retry_after: None,
                 }),
+                timed_out: false,
             },
         )
     }
@@ -220,11 +229,18 @@ impl Executor {
             started_at,
             finished_at,
             result,
+            timed_out,
         } = t;
         let (status, provider_message_id, error) = match result {
             Ok(a) => (a.status, a.provider_message_id, None),
             Err(e) => (e.status(), None, Some(e)),
         };
+        // The breaker judges the provider's answers: an HTTP status, or
+        // none within the send timeout. A request that failed on the
+        // connection (reset, refused) got no answer at all: one dead
+        // connection fails every stream in flight on it, which says
+        // nothing about the provider.
+        let answered = timed_out || status.is_some();
         let c = &job.content;
         let settings = &self.settings;
         let verdict = retry::decide(
@@ -260,24 +276,34 @@ impl Executor {
             receipt: None,
             invalidate: None,
         };
+        let env = job.environment;
+        let config_pause = Duration::from_secs(settings.worker.config_error_pause_secs);
         match verdict {
             Verdict::Delivered => {
-                holds.record_success(&c.app);
+                holds.record_success(&c.app, env, finished_at);
                 done.state = DeliveryState::Delivered;
             }
+            Verdict::RetryAt(at) if !answered => {
+                done.next_attempt_at = Some(at);
+            }
             Verdict::RetryAt(at) => {
-                if let Change::Opened { until } = holds.record_transient(&c.app, finished_at) {
+                if let Change::Opened { until } = holds.record_transient(&c.app, env, finished_at) {
                     metrics::counter!("pushrelay_provider_holds_total", "platform" => platform.as_str(), "reason" => "breaker").increment(1);
-                    tracing::warn!(app = %c.app, %platform, %until, "provider failing every send: holding this app's sends (circuit breaker open)");
+                    tracing::warn!(app = %c.app, %platform, environment = %env, %until, "most recent sends failed with transient errors: holding this app environment's sends (circuit breaker open)");
                 }
                 done.next_attempt_at = Some(at);
             }
             Verdict::Resend { at, reason } => {
+                // Never counted by the breaker: a dropped connection says
+                // nothing about the provider's answers.
                 tracing::debug!(delivery = job.delivery_id, %reason, "connection lost mid-send: resending shortly, attempt not counted");
                 done.next_attempt_at = Some(at);
                 done.undo = Undo::Attempt;
             }
             Verdict::Failed(reason) => {
+                if matches!(error, Some(SendError::Permanent { .. })) {
+                    holds.record_other(&c.app, env, finished_at);
+                }
                 done.state = DeliveryState::Failed;
                 done.last_error = Some(reason);
             }
@@ -286,23 +312,69 @@ impl Executor {
                 done.last_error = Some(reason);
             }
             Verdict::TokenDead(reason) => {
-                done.state = DeliveryState::TokenDead;
-                let since = match &error {
-                    Some(SendError::TokenDead { since, .. }) => *since,
-                    _ => None,
-                };
-                done.invalidate = Some(Invalidation {
-                    device_id: job.device_id,
-                    reason: reason.clone(),
-                    since,
-                });
-                done.last_error = Some(reason);
+                let provider_reason = error.as_ref().map_or("", SendError::reason);
+                let pause_until = finished_at + config_pause;
+                let decision = holds.record_rejection(
+                    &c.app,
+                    env,
+                    &Rejection {
+                        delivery_id: job.delivery_id,
+                        device_id: job.device_id,
+                        reason: provider_reason,
+                    },
+                    finished_at,
+                    pause_until,
+                    |r| guard::hint(platform, env, r),
+                );
+                match decision {
+                    Decision::Invalidate => {
+                        done.state = DeliveryState::TokenDead;
+                        let since = match &error {
+                            Some(SendError::TokenDead { since, .. }) => *since,
+                            _ => None,
+                        };
+                        done.invalidate = Some(Invalidation {
+                            device_id: job.device_id,
+                            reason: reason.clone(),
+                            since,
+                        });
+                        done.last_error = Some(reason);
+                    }
+                    Decision::Trip {
+                        casualties,
+                        reason: burst,
+                        ..
+                    } => {
+                        metrics::counter!("pushrelay_provider_holds_total", "platform" => platform.as_str(), "reason" => "guard").increment(1);
+                        metrics::counter!("pushrelay_guard_trips_total", "platform" => platform.as_str(), "environment" => env.as_str()).increment(1);
+                        tracing::error!(app = %c.app, %platform, environment = %env, until = %pause_until,
+                            restored = casualties.len(), hint = %guard::hint(platform, env, &burst),
+                            "nearly every device was rejected as {burst}: this looks like a provider misconfiguration, not dead devices; sends paused, no device invalidated (those already were are restored)");
+                        done.next_attempt_at = Some(pause_until);
+                        done.undo = Undo::Attempt;
+                        done.last_error = Some(format!(
+                            "not believed (a burst of token rejections; sends paused): {reason}"
+                        ));
+                    }
+                    Decision::Withhold => {
+                        let at = holds
+                            .held_until(&c.app, env, finished_at)
+                            .unwrap_or(pause_until);
+                        done.next_attempt_at = Some(at);
+                        done.undo = Undo::Attempt;
+                        done.last_error = Some(format!("not believed until a send succeeds again after a pause for a burst of token rejections: {reason}"));
+                    }
+                }
             }
             Verdict::PauseProvider { until, reason } => {
-                if let Change::Opened { until } = holds.hold(&c.app, until) {
+                let hint =
+                    guard::config_hint(platform, env, error.as_ref().map_or("", SendError::reason));
+                if let Change::Opened { until } =
+                    holds.hold(&c.app, env, until, &reason, hint.clone())
+                {
                     metrics::counter!("pushrelay_provider_holds_total", "platform" => platform.as_str(), "reason" => "config_error").increment(1);
-                    tracing::error!(app = %c.app, %platform, %until, %reason,
-                        "the provider rejected this app's credentials: sends paused; fix the app's provider settings");
+                    tracing::error!(app = %c.app, %platform, environment = %env, %until, %reason, %hint,
+                        "the provider rejected this app's setup: its sends in this environment are paused; fix the app's provider settings");
                 }
                 done.next_attempt_at = Some(until);
                 done.undo = Undo::Attempt;

@@ -24,13 +24,18 @@ use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::breaker::Holds;
+use super::breaker::{BreakerRule, Holds, Opened};
 use super::executor::{Executor, Job};
+use super::guard::GuardRule;
 use super::heartbeat::{Fence, FENCE_RECHECK};
 use crate::config::Settings;
 use crate::model::{Environment, Platform, Priority};
 use crate::store::deliveries::{self, ClaimedRetry, Completion};
+use crate::store::holds::{self, Hold};
 use crate::store::notifications::Content;
+
+/// How often a lane reads the holds other processes recorded.
+const HOLDS_SYNC: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A result on its way to the database, with the slots it holds until then.
 pub(crate) struct Finished {
@@ -91,8 +96,13 @@ impl Lane {
         Lane {
             platform,
             holds: Holds::new(
-                w.breaker_threshold,
-                std::time::Duration::from_secs(w.breaker_cooldown_secs),
+                BreakerRule {
+                    window: std::time::Duration::from_secs(w.breaker_window_secs),
+                    min_answers: w.breaker_threshold,
+                    failure_rate: w.breaker_failure_rate,
+                    cooldown: std::time::Duration::from_secs(w.breaker_cooldown_secs),
+                },
+                GuardRule::default(),
             ),
             capacity,
             bulk_capacity,
@@ -180,6 +190,7 @@ impl Lane {
         let mut bulk_permit: Option<OwnedSemaphorePermit> = None;
         let mut claim_due = true;
         let mut db_backoff = std::time::Duration::from_millis(100);
+        let sync = tokio::spawn(self.clone().sync_holds(stop.clone()));
         'run: loop {
             while tasks.try_join_next().is_some() {}
             let slot = tokio::select! {
@@ -234,6 +245,91 @@ impl Lane {
             self.report_in_flight();
         }
         self.drain(tasks, hard_stop).await;
+        let _ = sync.await;
+    }
+
+    /// Records the holds this lane opens (and restores what a burst the
+    /// guard caught invalidated), and honours the holds other processes
+    /// recorded: on every new hold, and at least every second.
+    async fn sync_holds(self: Arc<Self>, stop: CancellationToken) {
+        let s = &self.shared;
+        // Read at once: a pause another process recorded applies from
+        // this process's first sends.
+        let mut first = true;
+        loop {
+            if !first {
+                tokio::select! {
+                    _ = self.holds.wake.notified() => {},
+                    _ = tokio::time::sleep(HOLDS_SYNC) => {},
+                    _ = stop.cancelled() => {},
+                }
+            }
+            first = false;
+            for opened in self.holds.take_opened() {
+                self.opened(opened).await;
+            }
+            if stop.is_cancelled() {
+                return;
+            }
+            match holds::active(&s.pool, Some(self.platform)).await {
+                Ok(active) => {
+                    for h in active.iter().filter(|h| *h.worker != *s.worker_id) {
+                        self.holds
+                            .honour(&h.app, h.environment, h.paused_until, &h.kind);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read other processes' provider holds")
+                }
+            }
+        }
+    }
+
+    async fn opened(&self, o: Opened) {
+        let s = &self.shared;
+        let hold = Hold {
+            app: o.app.clone(),
+            platform: self.platform,
+            environment: o.environment,
+            worker: s.worker_id.to_string(),
+            kind: o.kind.as_str().to_owned(),
+            reason: o.reason.clone(),
+            hint: o.hint.clone(),
+            paused_at: Utc::now(),
+            paused_until: o.until,
+        };
+        if let Err(e) = holds::record(&s.pool, &hold).await {
+            tracing::warn!(error = %e, app = %o.app, "could not record a provider hold; `pushrelay status` will not show it");
+        }
+        if o.casualties.is_empty() {
+            return;
+        }
+        let devices: Vec<i64> = o.casualties.iter().map(|c| c.device_id).collect();
+        let ids: Vec<i64> = o.casualties.iter().map(|c| c.delivery_id).collect();
+        // The database's clock stamped the invalidations; allow for skew.
+        let since = o.since - chrono::Duration::minutes(1);
+        let why = format!("paused, device restored: {}", o.reason);
+        let pool = s.pool.clone();
+        let app = o.app;
+        // Results already on their way to the completer are written a
+        // moment later: restore again once they are.
+        tokio::spawn(async move {
+            let mut total = (0, 0);
+            for wait in [0, 500, 3000] {
+                tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                match holds::restore_burst(&pool, &devices, &ids, since, o.until, &why).await {
+                    Ok((d, q)) => {
+                        total.0 += d;
+                        total.1 += q;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, %app, "could not restore the devices a misconfiguration burst invalidated")
+                    }
+                }
+            }
+            tracing::warn!(%app, devices = total.0, deliveries = total.1,
+                "restored the devices invalidated during a burst of token rejections; their deliveries are pending again");
+        });
     }
 
     fn start(
@@ -250,15 +346,19 @@ impl Lane {
         tasks.spawn(async move {
             let mut guard = guard;
             let executor = &lane.shared.executor;
-            let completion = match lane.holds.held_until(&job.content.app, Utc::now()) {
-                Some(until) => super::executor::Executor::held(&job, until),
-                None => AssertUnwindSafe(executor.execute(&lane.holds, lane.platform, &job))
-                    .catch_unwind()
-                    .await
-                    .unwrap_or_else(|panic| {
-                        executor.panicked(&lane.holds, lane.platform, &job, panic)
-                    }),
-            };
+            let completion =
+                match lane
+                    .holds
+                    .held_until(&job.content.app, job.environment, Utc::now())
+                {
+                    Some(until) => super::executor::Executor::held(&job, until),
+                    None => AssertUnwindSafe(executor.execute(&lane.holds, lane.platform, &job))
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|panic| {
+                            executor.panicked(&lane.holds, lane.platform, &job, panic)
+                        }),
+                };
             let finished = Finished {
                 completion,
                 _slots: slots,

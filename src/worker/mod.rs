@@ -13,6 +13,7 @@ pub mod breaker;
 mod completer;
 mod executor;
 mod fanout;
+pub mod guard;
 mod heartbeat;
 mod lane;
 mod listener;

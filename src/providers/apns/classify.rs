@@ -16,18 +16,28 @@ pub fn classify(
     let status_code = Some(status);
     let reason_text = || reason.to_owned();
     match (status, reason) {
+        // Token-level: the worker's guard decides whether to believe them
+        // (every device answering so is a wrong topic or gateway).
         (410, _) | (400, "BadDeviceToken" | "DeviceTokenNotForTopic") => SendError::TokenDead {
             status: status_code,
             reason: reason_text(),
             since: timestamp_ms.and_then(DateTime::<Utc>::from_timestamp_millis),
         },
+        // The app's setup is wrong, not this message: every send of this
+        // app environment would fail the same way, so it pauses.
         (
-            403,
+            400 | 403,
             "BadCertificate"
             | "BadCertificateEnvironment"
+            | "BadEnvironmentKeyInToken"
+            | "UnrelatedKeyIdInToken"
             | "Forbidden"
             | "InvalidProviderToken"
-            | "MissingProviderToken",
+            | "MissingProviderToken"
+            | "BadTopic"
+            | "TopicDisallowed"
+            | "MissingTopic"
+            | "InvalidPushType",
         ) => SendError::Config {
             status: status_code,
             reason: reason_text(),
@@ -48,8 +58,7 @@ pub fn classify(
             }
         }
         // BadCollapseId, BadExpirationDate, BadMessageId, BadPriority,
-        // BadTopic, DuplicateHeaders, InvalidPushType, MissingDeviceToken,
-        // MissingTopic, PayloadEmpty, TopicDisallowed, 413 PayloadTooLarge,
+        // DuplicateHeaders, MissingDeviceToken, PayloadEmpty, 413 PayloadTooLarge,
         // 404 BadPath, 405 MethodNotAllowed: the request is wrong.
         _ => SendError::Permanent {
             status: status_code,

@@ -62,7 +62,8 @@ pub fn classify(
             reason: reason(),
             since: None,
         },
-        // The token belongs to another Firebase project: dead for this app.
+        // The token belongs to another Firebase project: dead for this app,
+        // unless every device says so (the guard: wrong service account).
         Some("SENDER_ID_MISMATCH") => SendError::TokenDead {
             status: s,
             reason: reason(),
@@ -79,8 +80,9 @@ pub fn classify(
             status: s,
             reason: reason(),
         },
-        // The APNs or web-push credentials stored in Firebase are wrong.
-        Some("THIRD_PARTY_AUTH_ERROR") => SendError::Config {
+        // The APNs or web-push credentials stored in Firebase are wrong, or
+        // the service account may not send for the project.
+        Some("THIRD_PARTY_AUTH_ERROR") | Some("PERMISSION_DENIED") => SendError::Config {
             status: s,
             reason: reason(),
             pause: None,
@@ -94,6 +96,11 @@ pub fn classify(
             status: s,
             reason: reason(),
             retry_after,
+        },
+        _ if rpc_status == "PERMISSION_DENIED" => SendError::Config {
+            status: s,
+            reason: reason(),
+            pause: None,
         },
         _ => match status {
             // Our credentials or project are wrong (token refresh did not help).
