@@ -335,7 +335,7 @@ fn check_message(message: &Value) -> Result<String, Violation> {
                 }
             }
             if let Some(c) = n.get("notification_count") {
-                if !c.as_i64().is_some_and(|c| c >= 0) {
+                if c.as_i64().is_none_or(|c| c < 0) {
                     return Err(violation(
                         "message.android.notification.notification_count",
                         format!("Invalid value at 'message.android.notification.notification_count': {c}"),
