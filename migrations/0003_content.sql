@@ -15,7 +15,7 @@ ALTER TABLE pushrelay.notifications
 ALTER TABLE pushrelay.notifications DROP CONSTRAINT notifications_needs_template_or_body;
 ALTER TABLE pushrelay.notifications ADD CONSTRAINT notifications_needs_template_or_body
     CHECK (template IS NOT NULL OR body IS NOT NULL
-           OR options->>'data_only' = 'true' OR options->>'push_type' = 'background');
+           OR COALESCE(options->>'data_only' = 'true' OR options->>'push_type' = 'background', false));
 
 CREATE FUNCTION pushrelay.check_notification_content() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
