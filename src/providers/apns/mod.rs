@@ -270,3 +270,20 @@ impl Provider for Apns {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_configured_topic_must_be_the_bare_bundle_id() {
+        assert!(check_topic("com.example.bank").is_ok());
+        let err = check_topic("com.example.bank.voip").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "apns topic \"com.example.bank.voip\" ends with \".voip\": give the bare bundle id (\"com.example.bank\"); the suffix is added per push type"
+        );
+        assert!(check_topic("com.b.push-type.liveactivity").is_err());
+        assert!(matches!(check_topic(" "), Err(ApnsSetupError::NoTopic)));
+    }
+}
