@@ -170,14 +170,14 @@ fn check_topic(topic: &str) -> Result<(), ApnsSetupError> {
 }
 
 impl Apns {
-    /// The push type of one message: its own, else a background push for a
-    /// data-only message of an alert app, else the app's.
+    /// The push type of one message: its own, else the app's; an alert
+    /// that is data-only goes as a background push.
     fn push_type(&self, msg: &Message<'_>) -> PushType {
         let o = &msg.content.options;
-        match o.push_type {
-            Some(p) => p,
-            None if o.is_data_only() && self.push_type == PushType::Alert => PushType::Background,
-            None => self.push_type,
+        match o.push_type.unwrap_or(self.push_type) {
+            // Apple: a push with only content-available is a background push.
+            PushType::Alert if o.is_data_only() => PushType::Background,
+            p => p,
         }
     }
 }

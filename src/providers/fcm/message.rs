@@ -36,11 +36,10 @@ pub fn message(msg: &Message<'_>) -> Result<Value, SendError> {
     let c = msg.content;
     let o = &c.options;
     let silent = o.is_data_only();
-    let push_type = o.push_type.unwrap_or(if silent {
-        PushType::Background
-    } else {
-        PushType::Alert
-    });
+    let push_type = match o.push_type.unwrap_or(PushType::Alert) {
+        PushType::Alert if silent => PushType::Background,
+        p => p,
+    };
     if msg.platform == Platform::Ios && !matches!(push_type, PushType::Alert | PushType::Background)
     {
         return Err(SendError::Permanent {
