@@ -13,6 +13,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod content;
 #[cfg(feature = "mock")]
 pub mod mock;
 #[cfg(feature = "mock")]

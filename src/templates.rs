@@ -7,7 +7,12 @@
 //! body = "You received {{ amount }} {{ currency }} from {{ sender }}."
 //! [data]            # optional custom payload keys, each a template too
 //! kind = "transfer"
+//! [options]         # optional content options (see `content::Options`);
+//! thread_id = "transfers"   # text options are templates too
+//! sound = "cash.caf"
 //! ```
+//!
+//! A notification's own `options` override its template's.
 //!
 //! Everything is parsed and compiled once at start-up, so a syntax error
 //! stops `check-config` and the daemon before anything is sent. Rendering
@@ -21,6 +26,8 @@ use std::path::{Path, PathBuf};
 
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Deserialize;
+
+use crate::content::Options;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
@@ -39,6 +46,8 @@ pub enum TemplateError {
         locale: String,
         missing: Vec<String>,
     },
+    #[error("notification options are not valid: {0}")]
+    Options(#[from] crate::content::OptionsError),
     #[error("template {name:?} ({locale}) failed to render: {message}")]
     Render {
         name: String,
@@ -55,6 +64,8 @@ pub struct Rendered {
     /// Custom payload. String values only, because FCM's `data` and most
     /// client code want strings.
     pub data: Vec<(String, String)>,
+    /// Content options: the template's, overridden by the message's.
+    pub options: Options,
 }
 
 impl Rendered {
@@ -62,6 +73,7 @@ impl Rendered {
     /// object) as the custom payload, non-string values as JSON text.
     pub fn inline(title: Option<&str>, body: &str, data: &serde_json::Value) -> Rendered {
         Rendered {
+            options: Options::default(),
             title: title.map(str::to_owned),
             body: body.to_owned(),
             data: data
@@ -89,6 +101,8 @@ struct TemplateFile {
     body: String,
     #[serde(default)]
     data: BTreeMap<String, String>,
+    #[serde(default)]
+    options: BTreeMap<String, toml::Value>,
 }
 
 /// One locale of one template: which parts exist (the sources live in the
@@ -96,6 +110,8 @@ struct TemplateFile {
 struct Variant {
     has_title: bool,
     data_keys: Vec<String>,
+    /// Options as written; string values are rendered (`options.<key>`).
+    options: serde_json::Map<String, serde_json::Value>,
 }
 
 pub struct Templates {
@@ -184,11 +200,24 @@ impl Templates {
             add(&format!("data.{key}"), src)?;
             data_keys.push(key);
         }
+        let mut options = serde_json::Map::with_capacity(file.options.len());
+        for (key, value) in file.options {
+            let value = serde_json::to_value(&value).map_err(|e| format!("options.{key}: {e}"))?;
+            if let serde_json::Value::String(src) = &value {
+                add(&format!("options.{key}"), src.clone())?;
+            }
+            options.insert(key, value);
+        }
+        // Checked as written, so an unknown key or a bad value stops the
+        // start-up instead of failing every send.
+        Options::from_json(&serde_json::Value::Object(options.clone()))
+            .map_err(|e| e.to_string())?;
         self.index.entry(name.to_owned()).or_default().insert(
             locale.to_owned(),
             Variant {
                 has_title,
                 data_keys,
+                options,
             },
         );
         Ok(())
@@ -208,13 +237,15 @@ impl Templates {
     }
 
     /// Renders template `name` for a device locale, falling back to the
-    /// language and then to `default_locale`.
+    /// language and then to `default_locale`; `options` (the message's)
+    /// override the template's.
     pub fn render(
         &self,
         name: &str,
         device_locale: &str,
         default_locale: &str,
         data: &serde_json::Value,
+        options: Options,
     ) -> Result<Rendered, TemplateError> {
         let language = device_locale
             .split(['-', '_'])
@@ -273,6 +304,17 @@ impl Templates {
                 .iter()
                 .map(|k| Ok((k.clone(), render(&format!("data.{k}"))?)))
                 .collect::<Result<_, TemplateError>>()?,
+            options: if variant.options.is_empty() {
+                options
+            } else {
+                let mut rendered = variant.options.clone();
+                for (key, value) in rendered.iter_mut() {
+                    if value.is_string() {
+                        *value = render(&format!("options.{key}"))?.into();
+                    }
+                }
+                Options::from_json(&serde_json::Value::Object(rendered))?.merged(options)
+            },
         })
     }
 }
@@ -304,14 +346,20 @@ mod tests {
         let t = sample();
         let data = json!({"amount": "10 EUR"});
         assert_eq!(
-            t.render("transfer", "pt-BR", "en", &data).unwrap().body,
+            t.render("transfer", "pt-BR", "en", &data, Options::default())
+                .unwrap()
+                .body,
             "Recebeu 10 EUR"
         );
         assert_eq!(
-            t.render("transfer", "pt", "en", &data).unwrap().body,
+            t.render("transfer", "pt", "en", &data, Options::default())
+                .unwrap()
+                .body,
             "Recebeu 10 EUR"
         );
-        let en = t.render("transfer", "de-AT", "en", &data).unwrap();
+        let en = t
+            .render("transfer", "de-AT", "en", &data, Options::default())
+            .unwrap();
         assert_eq!(en.title.as_deref(), Some("Transfer received"));
         assert_eq!(
             en.data,
@@ -325,7 +373,7 @@ mod tests {
     #[test]
     fn missing_variable_is_named() {
         let err = sample()
-            .render("transfer", "en", "en", &json!({}))
+            .render("transfer", "en", "en", &json!({}), Options::default())
             .unwrap_err();
         assert!(
             matches!(&err, TemplateError::MissingVariables { missing, .. } if missing == &["amount"])
@@ -336,7 +384,7 @@ mod tests {
     #[test]
     fn unknown_template_says_where_to_add_it() {
         let err = sample()
-            .render("nope", "fr-CA", "en", &json!({}))
+            .render("nope", "fr-CA", "en", &json!({}), Options::default())
             .unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -350,6 +398,34 @@ mod tests {
         let err = t.add("bad", "en", "body = \"{{ unclosed \"\n").unwrap_err();
         assert!(err.starts_with("body:"), "{err}");
         assert!(t.add("bad", "en", "bodyy = \"x\"\n").is_err());
+    }
+
+    #[test]
+    fn template_options_are_rendered_and_the_messages_win() {
+        let mut t = Templates::empty();
+        t.add(
+            "pay",
+            "en",
+            "body = \"b\"\n[options]\nthread_id = \"acct-{{ account }}\"\nbadge = 3\nsound = \"cash.caf\"\n",
+        )
+        .unwrap();
+        let over = Options {
+            badge: Some(0),
+            ..Options::default()
+        };
+        let r = t
+            .render("pay", "en", "en", &json!({"account": "42"}), over)
+            .unwrap();
+        assert_eq!(r.options.thread_id.as_deref(), Some("acct-42"));
+        assert_eq!(r.options.badge, Some(0));
+        assert_eq!(
+            r.options.sound,
+            Some(crate::content::Sound::Name("cash.caf".into()))
+        );
+        let err = t
+            .add("bad", "en", "body = \"b\"\n[options]\nbadgee = 1\n")
+            .unwrap_err();
+        assert!(err.contains("badgee"), "{err}");
     }
 
     #[test]

@@ -111,7 +111,57 @@ async fn apns_refuses_what_apple_refuses() {
             wrong_topic,
             payload(),
             400,
+            // Another app's bundle id, as Apple answers it.
+            "DeviceTokenNotForTopic",
+        ),
+        (
+            TOKEN,
+            Some(&good),
+            // This app's bundle id without the suffix VoIP needs.
+            vec![ok_headers[0], ("apns-push-type", "voip")],
+            payload(),
+            400,
             "TopicDisallowed",
+        ),
+        (
+            TOKEN,
+            Some(&good),
+            vec![
+                ok_headers[0],
+                ("apns-push-type", "background"),
+                ("apns-priority", "10"),
+            ],
+            json!({"aps": {"content-available": 1}}).to_string(),
+            400,
+            "BadPriority",
+        ),
+        (
+            TOKEN,
+            Some(&good),
+            vec![
+                ok_headers[0],
+                ("apns-push-type", "background"),
+                ("apns-priority", "5"),
+            ],
+            payload(),
+            400,
+            "BadPayload",
+        ),
+        (
+            TOKEN,
+            Some(&good),
+            with(("apns-expiration", "-1")),
+            payload(),
+            400,
+            "BadExpirationDate",
+        ),
+        (
+            TOKEN,
+            Some(&good),
+            with(("apns-expiration", "99999999999")),
+            payload(),
+            400,
+            "BadExpirationDate",
         ),
         (
             TOKEN,
@@ -299,7 +349,13 @@ async fn fcm_refuses_what_google_refuses() {
         json!({"data": {"n": 1}}),         // data values must be strings
         json!({"android": {"ttl": 3600}}), // ttl is a duration string
         json!({"android": {"priority": "urgent"}}),
-        json!({"topic": "news"}), // two targets
+        json!({"topic": "news"}),                // two targets
+        json!({"notification": {"sound": "x"}}), // sound is Android's or APNs'
+        json!({"android": {"notification": {"colour": "#ffffff"}}}),
+        json!({"android": {"notification": {"color": "red"}}}),
+        json!({"apns": {"payload": {"aps": {"badges": 1}}}}),
+        json!({"fcm_options": {"label": "x"}}),
+        json!({"data": {"big": "x".repeat(4093)}}), // 3 + 4093 bytes counted
     ] {
         let r: Value = send(project, &access, message(bad.clone()))
             .await
@@ -317,6 +373,32 @@ async fn fcm_refuses_what_google_refuses() {
             "{bad}: {r}"
         );
     }
+    // A reserved data key: INVALID_ARGUMENT with a google.rpc.BadRequest
+    // detail naming the field.
+    let r: Value = send(
+        project,
+        &access,
+        message(json!({"data": {"n": "1", "google.x": "1"}})),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let details = r["error"]["details"].as_array().unwrap();
+    let bad_request = details
+        .iter()
+        .find(|d| d["@type"] == "type.googleapis.com/google.rpc.BadRequest")
+        .unwrap_or_else(|| panic!("{r}"));
+    let violation = &bad_request["fieldViolations"][0];
+    assert_eq!(violation["field"], "message.data[0].key", "{r}");
+    assert!(
+        violation["description"]
+            .as_str()
+            .unwrap()
+            .contains("google.x"),
+        "{r}"
+    );
     let ok: Value = send(project, &access, message(json!({"data": {"n": "1"}, "android": {"ttl": "3600s", "priority": "high", "collapse_key": "k"}})))
         .await
         .unwrap()

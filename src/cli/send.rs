@@ -21,7 +21,7 @@ pub struct SendArgs {
     #[arg(long)]
     pub device: Vec<i64>,
     /// Template name (templates/<name>/<locale>.toml).
-    #[arg(long, required_unless_present = "body")]
+    #[arg(long, required_unless_present_any = ["body", "silent"])]
     pub template: Option<String>,
     /// Inline title (instead of a template).
     #[arg(long, conflicts_with = "template")]
@@ -29,6 +29,23 @@ pub struct SendArgs {
     /// Inline body (instead of a template).
     #[arg(long, conflicts_with = "template")]
     pub body: Option<String>,
+    /// Content options as a JSON object (README, "Content options"), e.g.
+    /// '{"badge": 0, "thread_id": "payments"}'; the flags below override it.
+    #[arg(long)]
+    pub options: Option<String>,
+    /// apns-push-type: alert, background, voip, complication, fileprovider,
+    /// location, liveactivity, pushtotalk or mdm.
+    #[arg(long)]
+    pub push_type: Option<String>,
+    /// App icon badge (0 clears it).
+    #[arg(long)]
+    pub badge: Option<u32>,
+    /// A sound file name, "default", or "none".
+    #[arg(long)]
+    pub sound: Option<String>,
+    /// A silent, data-only push: no visible notification.
+    #[arg(long)]
+    pub silent: bool,
     /// Template variables, or the custom payload of an inline message: a JSON object.
     #[arg(long, default_value = "{}")]
     pub data: String,
@@ -66,6 +83,34 @@ pub(super) fn known_app(settings: &Settings, app: &str) -> anyhow::Result<()> {
     .into())
 }
 
+/// `--options` with the typed flags over it, checked before it is sent to
+/// the database (which checks it again).
+fn options_of(args: &SendArgs) -> anyhow::Result<serde_json::Value> {
+    let mut o = match &args.options {
+        Some(text) => {
+            serde_json::from_str(text).map_err(|e| anyhow::anyhow!("--options is not JSON: {e}"))?
+        }
+        None => serde_json::json!({}),
+    };
+    let Some(map) = o.as_object_mut() else {
+        anyhow::bail!("--options must be a JSON object like '{{\"badge\": 1}}'");
+    };
+    if let Some(p) = &args.push_type {
+        map.insert("push_type".into(), p.as_str().into());
+    }
+    if let Some(b) = args.badge {
+        map.insert("badge".into(), b.into());
+    }
+    if let Some(s) = &args.sound {
+        map.insert("sound".into(), s.as_str().into());
+    }
+    if args.silent {
+        map.insert("data_only".into(), true.into());
+    }
+    crate::content::Options::from_json(&o)?;
+    Ok(o)
+}
+
 pub(super) async fn send(
     settings: &Settings,
     pool: &sqlx::PgPool,
@@ -74,6 +119,7 @@ pub(super) async fn send(
     known_app(settings, &args.app)?;
     let data: serde_json::Value =
         serde_json::from_str(&args.data).map_err(|e| OutboxError::BadData(e.to_string()))?;
+    let options = options_of(&args)?;
     if let Some(t) = &args.template {
         let templates = Templates::load(&settings.templates.dir)?;
         anyhow::ensure!(
@@ -95,6 +141,7 @@ pub(super) async fn send(
         ttl_seconds: args.ttl,
         send_at: args.send_at,
         idempotency_key: args.idempotency_key,
+        options,
     };
     Ok(notifications::enqueue(pool, &n).await?)
 }

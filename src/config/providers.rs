@@ -59,11 +59,14 @@ impl std::fmt::Debug for Secret {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApnsSettings {
-    /// The app's bundle id, sent as `apns-topic`.
+    /// The app's bundle id (bare, no `.voip`): `apns-topic` is this plus
+    /// the suffix Apple expects for each push type.
     pub topic: String,
-    /// `apns-push-type`: alert (default), background or voip.
-    #[serde(default = "default_push_type")]
-    pub push_type: String,
+    /// The default `apns-push-type` (a message may set its own): alert,
+    /// background, voip, complication, fileprovider, location,
+    /// liveactivity, pushtotalk or mdm.
+    #[serde(default)]
+    pub push_type: crate::content::PushType,
     /// Token auth: the 10-character team id, the key id and the .p8 file.
     pub team_id: Option<String>,
     pub key_id: Option<String>,
@@ -95,9 +98,6 @@ pub struct ApnsSettings {
     pub token_refresh_mins: u64,
 }
 
-fn default_push_type() -> String {
-    "alert".into()
-}
 fn default_production_url() -> String {
     "https://api.push.apple.com".into()
 }

@@ -8,17 +8,23 @@ use serde::Deserialize;
 
 use super::{json, sleep_ms, Fault, Outcome, Route, State};
 
-const PUSH_TYPES: &[&str] = &[
-    "alert",
-    "background",
-    "location",
-    "voip",
-    "complication",
-    "fileprovider",
-    "mdm",
-    "liveactivity",
-    "pushtotalk",
+/// Each push type and the suffix Apple expects after the bundle id in
+/// `apns-topic` ("Sending notification requests to APNs").
+const PUSH_TYPES: &[(&str, &str)] = &[
+    ("alert", ""),
+    ("background", ""),
+    ("location", ".location-query"),
+    ("voip", ".voip"),
+    ("complication", ".complication"),
+    ("fileprovider", ".pushkit.fileprovider"),
+    ("mdm", ""),
+    ("liveactivity", ".push-type.liveactivity"),
+    ("pushtotalk", ".voip-ptt"),
 ];
+
+/// Apple keeps a notification for a limited time; an expiration further
+/// out than this is refused.
+const MAX_EXPIRATION_SECS: i64 = 31 * 24 * 3600;
 
 fn reason(status: u16, reason: &str, apns_id: &str) -> Outcome {
     Outcome::Answer(json(
@@ -158,28 +164,44 @@ pub(super) async fn handle(
         let push_type = single(parts, "apns-push-type")
             .map_err(bad)?
             .unwrap_or("alert");
-        if !PUSH_TYPES.contains(&push_type) {
+        let Some(&(_, suffix)) = PUSH_TYPES.iter().find(|(t, _)| *t == push_type) else {
             return Err(bad("InvalidPushType"));
-        }
+        };
         let topic = single(parts, "apns-topic")
             .map_err(bad)?
             .ok_or(bad("MissingTopic"))?;
-        let allowed = if push_type == "voip" {
-            format!("{}.voip", state.topic)
-        } else {
-            state.topic.clone()
-        };
-        if topic != allowed {
+        // Another app's bundle id: the token is not this topic's (what
+        // Apple answers when apns-topic belongs to another app). This
+        // app's bundle id with the wrong suffix for the push type: the
+        // topic is not allowed for it.
+        let bundle = PUSH_TYPES
+            .iter()
+            .filter(|(_, s)| !s.is_empty())
+            .find_map(|(_, s)| topic.strip_suffix(s))
+            .unwrap_or(topic);
+        if bundle != state.topic {
+            return Err(bad("DeviceTokenNotForTopic"));
+        }
+        if topic != format!("{}{suffix}", state.topic) {
             return Err(bad("TopicDisallowed"));
         }
-        if let Some(p) = single(parts, "apns-priority").map_err(bad)? {
+        let priority = single(parts, "apns-priority").map_err(bad)?;
+        if let Some(p) = priority {
             if !["10", "5", "1"].contains(&p) {
                 return Err(bad("BadPriority"));
             }
         }
+        // Background pushes must be sent with priority 5.
+        if push_type == "background" && priority.unwrap_or("10") != "5" {
+            return Err(bad("BadPriority"));
+        }
         if let Some(e) = single(parts, "apns-expiration").map_err(bad)? {
-            if e.parse::<i64>().is_err() {
-                return Err(bad("BadExpirationDate"));
+            let now = chrono::Utc::now().timestamp();
+            match e.parse::<i64>() {
+                // 0: deliver once, do not store.
+                Ok(0) => {}
+                Ok(at) if at > 0 && at <= now + MAX_EXPIRATION_SECS => {}
+                _ => return Err(bad("BadExpirationDate")),
             }
         }
         if single(parts, "apns-collapse-id")
@@ -210,6 +232,22 @@ pub(super) async fn handle(
         Ok(v @ serde_json::Value::Object(_)) if v.get("aps").is_some_and(|a| a.is_object()) => v,
         _ => return reason(400, "BadPayload", &apns_id),
     };
+    // A background push wakes the app without showing anything: Apple
+    // wants content-available and no alert, sound or badge.
+    let is_background = parts
+        .headers
+        .get("apns-push-type")
+        .is_some_and(|v| v == "background");
+    if is_background {
+        let aps = &payload["aps"];
+        if aps["content-available"] != 1
+            || ["alert", "sound", "badge"]
+                .iter()
+                .any(|k| aps.get(k).is_some())
+        {
+            return reason(400, "BadPayload", &apns_id);
+        }
+    }
     let now_ms = chrono::Utc::now().timestamp_millis();
     let retry = |secs: u64| {
         vec![
@@ -240,6 +278,10 @@ pub(super) async fn handle(
         Some(Fault::Apns { status, reason: r }) => return reason(status, &r, &apns_id),
         Some(Fault::Slow { ms }) => late = ms,
         Some(Fault::Reset) => return Outcome::Reset,
+        Some(Fault::AcceptThenReset) => {
+            state.record(Route::Apns, token, &parts.headers, payload);
+            return Outcome::Reset;
+        }
     }
     state.record(Route::Apns, token, &parts.headers, payload);
     // Accepted first, answered late: a client that gives up before the

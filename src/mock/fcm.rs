@@ -45,6 +45,109 @@ fn invalid(message: &str) -> Outcome {
     error(400, Some("INVALID_ARGUMENT"), message, None)
 }
 
+/// A payload error as Google answers it: INVALID_ARGUMENT with the FCM
+/// code and a `google.rpc.BadRequest` detail naming the field.
+fn field_violation(v: &Violation) -> Outcome {
+    let body = j!({"error": {
+        "code": 400,
+        "status": "INVALID_ARGUMENT",
+        "message": v.description,
+        "details": [
+            {"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": "INVALID_ARGUMENT"},
+            {"@type": "type.googleapis.com/google.rpc.BadRequest",
+             "fieldViolations": [{"field": v.field, "description": v.description}]},
+        ],
+    }});
+    Outcome::Answer(json(400, &body, &[]))
+}
+
+/// One invalid field of a message.
+struct Violation {
+    field: String,
+    description: String,
+}
+
+impl From<String> for Violation {
+    fn from(description: String) -> Violation {
+        let field = description
+            .split('\'')
+            .nth(1)
+            .unwrap_or("message")
+            .to_owned();
+        Violation { field, description }
+    }
+}
+
+fn violation(field: impl Into<String>, description: impl Into<String>) -> Violation {
+    Violation {
+        field: field.into(),
+        description: description.into(),
+    }
+}
+
+/// `AndroidNotification`'s fields (FCM v1 reference).
+const ANDROID_NOTIFICATION: &[&str] = &[
+    "title",
+    "body",
+    "icon",
+    "color",
+    "sound",
+    "tag",
+    "click_action",
+    "body_loc_key",
+    "body_loc_args",
+    "title_loc_key",
+    "title_loc_args",
+    "channel_id",
+    "ticker",
+    "sticky",
+    "event_time",
+    "local_only",
+    "notification_priority",
+    "default_sound",
+    "default_vibrate_timings",
+    "default_light_settings",
+    "vibrate_timings",
+    "visibility",
+    "notification_count",
+    "light_settings",
+    "image",
+    "bypass_proxy_notification",
+    "proxy",
+];
+
+/// The `aps` keys of Apple's payload key reference.
+const APS: &[&str] = &[
+    "alert",
+    "badge",
+    "sound",
+    "thread-id",
+    "category",
+    "content-available",
+    "mutable-content",
+    "target-content-id",
+    "interruption-level",
+    "relevance-score",
+    "filter-criteria",
+    "stale-date",
+    "content-state",
+    "timestamp",
+    "event",
+    "dismissal-date",
+    "attributes-type",
+    "attributes",
+    "input-push-channel",
+    "input-push-token",
+];
+
+/// FCM's reserved data keys.
+fn reserved(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["from", "message_type", "notification"].contains(&k.as_str())
+        || k.starts_with("google")
+        || k.starts_with("gcm")
+}
+
 #[derive(Deserialize)]
 struct Assertion {
     scope: String,
@@ -126,7 +229,7 @@ fn string_map(v: &Value, at: &str) -> Result<usize, String> {
 }
 
 /// The proto3 JSON checks Google applies to a v1 message.
-fn check_message(message: &Value) -> Result<String, String> {
+fn check_message(message: &Value) -> Result<String, Violation> {
     let m = object(message, "message")?;
     only_keys(
         m,
@@ -149,16 +252,36 @@ fn check_message(message: &Value) -> Result<String, String> {
         .filter(|k| m.contains_key(**k))
         .count();
     if targets != 1 {
-        return Err("Exactly one of token, topic or condition must be specified".into());
+        return Err(violation(
+            "message",
+            "Exactly one of token, topic or condition must be specified",
+        ));
     }
     if let Some(d) = m.get("data") {
         string_map(d, "message.data")?;
+        if let Some((i, k)) = object(d, "message.data")?
+            .keys()
+            .enumerate()
+            .find(|(_, k)| reserved(k))
+        {
+            return Err(violation(
+                format!("message.data[{i}].key"),
+                format!("Invalid data key: {k} is a reserved word (from, message_type, or starting with google or gcm)"),
+            ));
+        }
     }
     if let Some(n) = m.get("notification") {
         only_keys(
             object(n, "message.notification")?,
             &["title", "body", "image"],
             "message.notification",
+        )?;
+    }
+    if let Some(f) = m.get("fcm_options") {
+        only_keys(
+            object(f, "message.fcm_options")?,
+            &["analytics_label"],
+            "message.fcm_options",
         )?;
     }
     if let Some(a) = m.get("android") {
@@ -182,7 +305,7 @@ fn check_message(message: &Value) -> Result<String, String> {
                 .as_str()
                 .is_some_and(|p| ["high", "normal", "HIGH", "NORMAL"].contains(&p))
             {
-                return Err(format!("Invalid value at 'message.android.priority': {p}"));
+                return Err(format!("Invalid value at 'message.android.priority': {p}").into());
             }
         }
         if let Some(ttl) = a.get("ttl") {
@@ -192,8 +315,40 @@ fn check_message(message: &Value) -> Result<String, String> {
                 .and_then(|n| n.parse::<f64>().ok());
             match ok {
                 Some(secs) if (0.0..=2_419_200.0).contains(&secs) => {}
-                _ => return Err(format!("Invalid value at 'message.android.ttl': {ttl}")),
+                _ => return Err(format!("Invalid value at 'message.android.ttl': {ttl}").into()),
             }
+        }
+        if let Some(n) = a.get("notification") {
+            let n = object(n, "message.android.notification")?;
+            only_keys(n, ANDROID_NOTIFICATION, "message.android.notification")?;
+            if let Some(c) = n.get("color") {
+                let ok = c.as_str().is_some_and(|c| {
+                    c.len() == 7
+                        && c.starts_with('#')
+                        && c[1..].bytes().all(|b| b.is_ascii_hexdigit())
+                });
+                if !ok {
+                    return Err(violation(
+                        "message.android.notification.color",
+                        format!("Invalid value at 'message.android.notification.color': {c}: must be #rrggbb"),
+                    ));
+                }
+            }
+            if let Some(c) = n.get("notification_count") {
+                if c.as_i64().is_none_or(|c| c < 0) {
+                    return Err(violation(
+                        "message.android.notification.notification_count",
+                        format!("Invalid value at 'message.android.notification.notification_count': {c}"),
+                    ));
+                }
+            }
+        }
+        if let Some(f) = a.get("fcm_options") {
+            only_keys(
+                object(f, "message.android.fcm_options")?,
+                &["analytics_label"],
+                "message.android.fcm_options",
+            )?;
         }
     }
     if let Some(a) = m.get("apns") {
@@ -205,15 +360,48 @@ fn check_message(message: &Value) -> Result<String, String> {
         )?;
         if let Some(h) = a.get("headers") {
             string_map(h, "message.apns.headers")?;
+            if let Some(e) = h.get("apns-expiration").and_then(Value::as_str) {
+                if !e.parse::<i64>().is_ok_and(|e| e >= 0) {
+                    return Err(violation(
+                        "message.apns.headers",
+                        format!("Invalid apns-expiration header: {e}"),
+                    ));
+                }
+            }
+        }
+        if let Some(p) = a.get("payload") {
+            // Custom keys may sit beside aps; aps itself is Apple's.
+            if let Some(aps) = object(p, "message.apns.payload")?.get("aps") {
+                only_keys(
+                    object(aps, "message.apns.payload.aps")?,
+                    APS,
+                    "message.apns.payload.aps",
+                )?;
+            }
+        }
+        if let Some(f) = a.get("fcm_options") {
+            only_keys(
+                object(f, "message.apns.fcm_options")?,
+                &["analytics_label", "image"],
+                "message.apns.fcm_options",
+            )?;
         }
     }
-    let size = m
-        .get("notification")
-        .map(|v| v.to_string().len())
-        .unwrap_or(0)
-        + m.get("data").map(|v| v.to_string().len()).unwrap_or(0);
+    // Google counts the bytes of the data keys and values and of the
+    // notification's texts against 4096, not the JSON around them.
+    let strings = |v: Option<&Value>| -> usize {
+        v.and_then(Value::as_object).map_or(0, |m| {
+            m.iter()
+                .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+                .sum()
+        })
+    };
+    let size = strings(m.get("notification")) + strings(m.get("data"));
     if size > 4096 {
-        return Err("Message is too big".into());
+        return Err(violation(
+            "message",
+            format!("Message is too big: {size} bytes of data and notification, the limit is 4096"),
+        ));
     }
     Ok(m.get("token")
         .and_then(Value::as_str)
@@ -269,10 +457,11 @@ pub(super) async fn send(state: &State, parts: &Parts, path: &str, body: Bytes) 
     let token = match root
         .get("message")
         .ok_or_else(|| "message is required".to_string())
+        .map_err(Violation::from)
         .and_then(check_message)
     {
         Ok(t) => t,
-        Err(msg) => return invalid(&msg),
+        Err(v) => return field_violation(&v),
     };
     if token.len() < 8 || token.len() > 4096 || !token.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
         return invalid("The registration token is not a valid FCM registration token");
@@ -318,6 +507,10 @@ pub(super) async fn send(state: &State, parts: &Parts, path: &str, body: Bytes) 
         }
         Some(Fault::Slow { ms }) => late = ms,
         Some(Fault::Reset) => return Outcome::Reset,
+        Some(Fault::AcceptThenReset) => {
+            state.record(Route::Fcm, &token, &parts.headers, doc);
+            return Outcome::Reset;
+        }
     }
     state.record(Route::Fcm, &token, &parts.headers, doc);
     // Accepted first, answered late: a client that gives up before the

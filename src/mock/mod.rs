@@ -132,6 +132,10 @@ pub enum Fault {
     Slow { ms: u64 },
     /// Drop the connection without answering.
     Reset,
+    /// Take the message (it is recorded: the device gets it), then drop
+    /// the connection before answering: the ambiguous failure after which
+    /// a retry reaches the device twice.
+    AcceptThenReset,
 }
 
 pub struct ApnsKey {

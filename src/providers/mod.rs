@@ -33,8 +33,37 @@ pub struct Message<'a> {
     pub environment: Environment,
     pub priority: Priority,
     pub collapse_key: Option<&'a str>,
+    /// The notification's id: the stable `apns-collapse-id` / Android `tag`
+    /// of a message without a collapse key, the same on every retry.
+    pub notification_id: uuid::Uuid,
     pub expires_at: DateTime<Utc>,
+    /// `ttl_seconds = 0`: deliver now or never (`apns-expiration: 0`,
+    /// FCM `ttl: "0s"`).
+    pub now_or_never: bool,
     pub content: &'a Rendered,
+}
+
+impl Message<'_> {
+    /// `apns-collapse-id` (and the Android tag): the collapse key, or one
+    /// derived from the notification so that a device receiving a retry
+    /// of a send whose answer was lost (a timeout, a dropped connection)
+    /// shows one notification, not two.
+    pub fn collapse_id(&self) -> std::borrow::Cow<'_, str> {
+        match self.collapse_key {
+            Some(k) => k.into(),
+            None => self.notification_id.to_string().into(),
+        }
+    }
+
+    /// `apns-expiration`: the expiry as a UNIX time, or 0 ("deliver once,
+    /// do not store") for a now-or-never message.
+    pub fn apns_expiration(&self) -> i64 {
+        if self.now_or_never {
+            0
+        } else {
+            self.expires_at.timestamp().max(0)
+        }
+    }
 }
 
 /// A provider's answer when the push was not accepted. Each variant says

@@ -143,7 +143,7 @@ impl Provider for Simulator {
         }
         // The real APNs payload and its limit (the stricter shape), so a
         // message the simulator accepts fits the real providers too.
-        super::apns::payload(msg.content, "alert")?;
+        super::apns::payload(msg.content, crate::content::PushType::Alert, "")?;
         let (retry_after, behaviour) = match self.scripted(msg.token, nth) {
             Some((rule, b)) => (rule.retry_after_secs.unwrap_or(s.retry_after_secs), Some(b)),
             None => (s.retry_after_secs, self.random_fault()),

@@ -43,6 +43,8 @@ pub struct ClaimedRetry {
     pub body: Option<String>,
     pub data: Option<serde_json::Value>,
     pub collapse_key: Option<String>,
+    pub options: Option<serde_json::Value>,
+    pub now_or_never: bool,
     pub token: Option<String>,
     pub environment: Option<Environment>,
     pub locale: Option<String>,

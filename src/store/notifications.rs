@@ -37,8 +37,10 @@ pub enum OutboxError {
     BadData(String),
     #[error("give either a user id or device ids as the recipient, not both or neither")]
     BadRecipient,
-    #[error("give a template name or an inline body")]
+    #[error("give a template name or an inline body (only a data-only message may have neither)")]
     NoContent,
+    #[error(transparent)]
+    BadOptions(#[from] crate::content::OptionsError),
     #[error("the notification was rejected by the database: {0}")]
     Rejected(String),
     #[error(transparent)]
@@ -60,6 +62,8 @@ pub struct NewNotification {
     pub ttl_seconds: Option<i32>,
     pub send_at: Option<DateTime<Utc>>,
     pub idempotency_key: Option<String>,
+    /// Content options (`content::Options` as a JSON object); `null` for none.
+    pub options: serde_json::Value,
 }
 
 /// Inserts a notification; with an idempotency key already used for the app,
@@ -68,7 +72,8 @@ pub async fn enqueue(pool: &PgPool, n: &NewNotification) -> Result<Uuid, OutboxE
     if n.user_id.is_some() == n.device_ids.is_some() {
         return Err(OutboxError::BadRecipient);
     }
-    if n.template.is_none() && n.body.is_none() {
+    let options = crate::content::Options::from_json(&n.options)?;
+    if n.template.is_none() && n.body.is_none() && !options.is_data_only() {
         return Err(OutboxError::NoContent);
     }
     let data = if n.data.is_null() {
@@ -92,6 +97,7 @@ pub async fn enqueue(pool: &PgPool, n: &NewNotification) -> Result<Uuid, OutboxE
         .bind(n.ttl_seconds)
         .bind(n.send_at)
         .bind(&n.idempotency_key)
+        .bind((!n.options.is_null()).then_some(&n.options))
         .fetch_optional(pool)
         .await
         .map_err(|e| match e {
@@ -136,6 +142,11 @@ pub struct Content {
     pub body: Option<String>,
     pub data: serde_json::Value,
     pub collapse_key: Option<String>,
+    /// Content options as stored (`content::Options` as JSON; `null` when
+    /// the notification row is gone).
+    pub options: serde_json::Value,
+    /// `ttl_seconds = 0`: one try, never retried, sent with a zero expiry.
+    pub now_or_never: bool,
     pub expires_at: DateTime<Utc>,
 }
 

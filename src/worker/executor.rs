@@ -13,6 +13,7 @@ use super::breaker::{Change, Holds};
 use super::guard::{self, Decision, Rejection};
 use super::retry::{self, Verdict};
 use crate::config::Settings;
+use crate::content::Options;
 use crate::model::{AttemptOutcome, DeliveryState, Environment, Platform};
 use crate::providers::{Accepted, Message, Providers, SendError};
 use crate::store::deliveries::{Completion, Invalidation, Receipt, Undo};
@@ -65,6 +66,21 @@ fn unsent(job: &Job, state: DeliveryState, error: Option<String>) -> Completion 
         receipt: None,
         invalidate: None,
     }
+}
+
+/// A now-or-never (`ttl_seconds = 0`) delivery is never tried again: a
+/// verdict that would retry, resend or wait out a pause ends it as expired,
+/// saying why.
+fn now_or_never(mut done: Completion) -> Completion {
+    if done.state == DeliveryState::Pending {
+        let why = done.last_error.take().unwrap_or_default();
+        done.state = DeliveryState::Expired;
+        done.next_attempt_at = None;
+        done.last_error = Some(format!(
+            "expired: ttl_seconds = 0 (now or never) allows one try only, and it failed: {why}"
+        ));
+    }
+    done
 }
 
 impl Executor {
@@ -120,19 +136,35 @@ impl Executor {
                 )),
             );
         };
-        let content = match (&c.template, &c.body) {
-            (Some(name), _) => {
+        if c.now_or_never && job.tries > 1 {
+            // A rescued or re-claimed now-or-never delivery: its one try
+            // was made (or its moment passed).
+            return unsent(
+                job,
+                DeliveryState::Expired,
+                Some("not sent again: ttl_seconds = 0 (now or never) allows one try only".into()),
+            );
+        }
+        if c.options.is_null() && c.template.is_none() && c.body.is_none() {
+            return unsent(
+                job,
+                DeliveryState::Failed,
+                Some(format!("not sent: notification {} no longer exists", c.id)),
+            );
+        }
+        let options = match Options::from_json(&c.options) {
+            Ok(o) => o,
+            Err(e) => return unsent(job, DeliveryState::Failed, Some(format!("not sent: {e}"))),
+        };
+        let content = match &c.template {
+            Some(name) => {
                 self.templates
-                    .render(name, &job.locale, &app.default_locale, &c.data)
+                    .render(name, &job.locale, &app.default_locale, &c.data, options)
             }
-            (None, Some(body)) => Ok(Rendered::inline(c.title.as_deref(), body, &c.data)),
-            (None, None) => {
-                return unsent(
-                    job,
-                    DeliveryState::Failed,
-                    Some(format!("not sent: notification {} no longer exists", c.id)),
-                )
-            }
+            None => Ok(Rendered {
+                options,
+                ..Rendered::inline(c.title.as_deref(), c.body.as_deref().unwrap_or(""), &c.data)
+            }),
         };
         let content = match content {
             Ok(content) => content,
@@ -144,7 +176,9 @@ impl Executor {
             environment: job.environment,
             priority: c.priority,
             collapse_key: c.collapse_key.as_deref(),
+            notification_id: c.id,
             expires_at: c.expires_at,
+            now_or_never: c.now_or_never,
             content: &content,
         };
 
@@ -164,7 +198,7 @@ impl Executor {
             }
         };
         let finished_at = started_at + clock.elapsed();
-        self.conclude(
+        let done = self.conclude(
             holds,
             platform,
             job,
@@ -175,7 +209,12 @@ impl Executor {
                 result,
                 timed_out,
             },
-        )
+        );
+        if c.now_or_never {
+            now_or_never(done)
+        } else {
+            done
+        }
     }
 
     /// A panic while handling `job` (a bug): recorded as a transient

@@ -25,6 +25,7 @@ pub use self::payload::payload;
 use super::http::{self, ClientOptions, HttpSetupError, Pool};
 use super::{Accepted, Message, Provider, SendError};
 use crate::config::ApnsSettings;
+use crate::content::PushType;
 use crate::model::{Environment, Priority};
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +43,14 @@ pub enum ApnsSetupError {
     BadPkcs12 { path: PathBuf, cause: String },
     #[error("apns token_refresh_mins is {0}; Apple requires between 20 and 60")]
     BadRefresh(u64),
+    #[error("apns topic {topic:?} ends with {suffix:?}: give the bare bundle id ({bare:?}); the suffix is added per push type")]
+    TopicHasSuffix {
+        topic: String,
+        suffix: &'static str,
+        bare: String,
+    },
+    #[error("apns topic is empty: give the app's bundle id, e.g. com.example.bank")]
+    NoTopic,
 }
 
 enum Auth {
@@ -51,8 +60,9 @@ enum Auth {
 
 pub struct Apns {
     auth: Auth,
+    /// The bare bundle id.
     topic: String,
-    push_type: String,
+    push_type: PushType,
     production: (Pool, String),
     sandbox: (Pool, String),
 }
@@ -64,6 +74,7 @@ impl Apns {
         s: &ApnsSettings,
         tokens: &mut Vec<Arc<ProviderToken>>,
     ) -> Result<Apns, ApnsSetupError> {
+        check_topic(&s.topic)?;
         let (auth, identity) = match (&s.team_id, &s.key_id, &s.key_file, &s.certificate_file) {
             _ if s.pkcs12_file.is_some() => {
                 let path = s.pkcs12_file.as_deref().expect("checked");
@@ -133,8 +144,41 @@ impl Apns {
             ),
             auth,
             topic: s.topic.clone(),
-            push_type: s.push_type.clone(),
+            push_type: s.push_type,
         })
+    }
+}
+
+/// The configured topic must be the bare bundle id: a suffixed one would
+/// be suffixed again (`com.b.voip.voip`), and Apple answers that
+/// `DeviceTokenNotForTopic` for every device.
+fn check_topic(topic: &str) -> Result<(), ApnsSetupError> {
+    if topic.trim().is_empty() {
+        return Err(ApnsSetupError::NoTopic);
+    }
+    for p in PushType::ALL {
+        let suffix = p.topic_suffix();
+        if !suffix.is_empty() && topic.ends_with(suffix) {
+            return Err(ApnsSetupError::TopicHasSuffix {
+                topic: topic.to_owned(),
+                suffix,
+                bare: topic[..topic.len() - suffix.len()].to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
+impl Apns {
+    /// The push type of one message: its own, else the app's; an alert
+    /// that is data-only goes as a background push.
+    fn push_type(&self, msg: &Message<'_>) -> PushType {
+        let o = &msg.content.options;
+        match o.push_type.unwrap_or(self.push_type) {
+            // Apple: a push with only content-available is a background push.
+            PushType::Alert if o.is_data_only() => PushType::Background,
+            p => p,
+        }
     }
 }
 #[derive(Deserialize)]
@@ -151,7 +195,10 @@ impl Provider for Apns {
 
     async fn send(&self, msg: &Message<'_>) -> Result<Accepted, SendError> {
         // Bytes: cloned for free if the request is repeated after re-signing.
-        let body = bytes::Bytes::from(payload(msg.content, &self.push_type)?);
+        let push_type = self.push_type(msg);
+        let collapse_id = msg.collapse_id();
+        let body = bytes::Bytes::from(payload(msg.content, push_type, &collapse_id)?);
+        let topic = push_type.topic(&self.topic);
         let (pool, base) = match msg.environment {
             Environment::Production => (&self.production.0, &self.production.1),
             Environment::Sandbox => (&self.sandbox.0, &self.sandbox.1),
@@ -159,28 +206,26 @@ impl Provider for Apns {
         let url = format!("{base}/3/device/{}", msg.token);
         let apns_id = uuid::Uuid::new_v4().to_string();
         // Background pushes must use priority 5 (Apple rejects 10).
-        let priority = match (msg.priority, self.push_type.as_str()) {
-            (_, "background") | (Priority::Bulk, _) => "5",
+        let priority = match (msg.priority, push_type) {
+            (_, PushType::Background) | (Priority::Bulk, _) => "5",
             (Priority::Urgent, _) => "10",
         };
+        let expiration = msg.apns_expiration().to_string();
         let mut resigned = false;
         loop {
             let mut req = pool
                 .client()
                 .post(&url)
-                .header("apns-topic", &self.topic)
-                .header("apns-push-type", &self.push_type)
+                .header("apns-topic", &topic)
+                .header("apns-push-type", push_type.as_str())
                 .header("apns-priority", priority)
-                .header(
-                    "apns-expiration",
-                    msg.expires_at.timestamp().max(0).to_string(),
-                )
+                .header("apns-expiration", &expiration)
                 .header("apns-id", &apns_id)
+                // Always one: the collapse key, or the notification's id,
+                // so a duplicate after an ambiguous failure shows once.
+                .header("apns-collapse-id", &*collapse_id)
                 .header("content-type", "application/json")
                 .body(body.clone());
-            if let Some(k) = msg.collapse_key {
-                req = req.header("apns-collapse-id", k);
-            }
             let bearer = match &self.auth {
                 Auth::Token(t) => {
                     let b = t.bearer();
@@ -223,5 +268,22 @@ impl Provider for Apns {
             }
             return Err(classify(status, &reason, timestamp, retry_after));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_configured_topic_must_be_the_bare_bundle_id() {
+        assert!(check_topic("com.example.bank").is_ok());
+        let err = check_topic("com.example.bank.voip").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "apns topic \"com.example.bank.voip\" ends with \".voip\": give the bare bundle id (\"com.example.bank\"); the suffix is added per push type"
+        );
+        assert!(check_topic("com.b.push-type.liveactivity").is_err());
+        assert!(matches!(check_topic(" "), Err(ApnsSetupError::NoTopic)));
     }
 }

@@ -4,7 +4,8 @@
 -- notification are outer-joined so a row whose device was deleted is
 -- still claimed (and then failed) instead of blocking the queue.
 WITH due AS (
-    SELECT d.id, n.template, n.title, n.body, n.data, n.collapse_key,
+    SELECT d.id, n.template, n.title, n.body, n.data, n.collapse_key, n.options,
+           COALESCE(n.ttl_seconds = 0, false) AS now_or_never,
            v.token, v.environment, v.locale, v.invalidated_at, v.invalidated_reason
       FROM pushrelay.deliveries d
       LEFT JOIN pushrelay.notifications n ON n.id = d.notification_id
@@ -21,5 +22,6 @@ UPDATE pushrelay.deliveries d
   FROM due
  WHERE d.id = due.id
 RETURNING d.id, d.notification_id, d.device_id, d.app, d.priority, d.expires_at, d.attempts,
-          d.tries, due.template, due.title, due.body, due.data, due.collapse_key, due.token,
+          d.tries, due.template, due.title, due.body, due.data, due.collapse_key, due.options,
+          due.now_or_never, due.token,
           due.environment, due.locale, due.invalidated_at, due.invalidated_reason
