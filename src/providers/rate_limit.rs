@@ -2,6 +2,11 @@
 //! sleeps until it, so a big campaign is spread out to exactly the
 //! configured rate instead of tripping the provider's quota and coming back
 //! as 429s. Up to `burst` sends may go at once after an idle period.
+//!
+//! A caller that gives up while waiting (its send timed out or was
+//! cancelled) hands its slot back, so timeouts do not eat the quota. When
+//! the provider says the quota is exceeded anyway, [`RateLimiter::back_off`]
+//! holds every caller of the limiter until the provider's Retry-After.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -36,7 +41,41 @@ impl RateLimiter {
             *next = slot + self.interval;
             slot
         };
+        let mut unused = Unused {
+            limiter: self,
+            slot: Some(wait_until),
+        };
         tokio::time::sleep_until(wait_until).await;
+        unused.slot = None;
+    }
+
+    /// The provider said the quota is exceeded: nobody sends through this
+    /// limiter before `until`.
+    pub fn back_off(&self, until: Instant) {
+        let mut next = self.next_free.lock().unwrap();
+        if *next < until {
+            *next = until;
+        }
+    }
+}
+
+/// A reserved slot whose wait was abandoned: dropped, it gives the slot
+/// back by moving the next free slot one interval earlier (the abandoned
+/// one is filled by the next caller instead of left empty).
+struct Unused<'a> {
+    limiter: &'a RateLimiter,
+    slot: Option<Instant>,
+}
+
+impl Drop for Unused<'_> {
+    fn drop(&mut self) {
+        let Some(slot) = self.slot else { return };
+        let mut next = self.limiter.next_free.lock().unwrap();
+        // A slot already past was as good as used; one at or after the
+        // next free slot was given back already by a back-off.
+        if slot > Instant::now() && slot < *next {
+            *next -= self.limiter.interval;
+        }
     }
 }
 
@@ -55,5 +94,31 @@ mod tests {
         }
         // 5 go at once, the other 20 at 100 ms intervals.
         assert_eq!(start.elapsed(), Duration::from_millis(2000));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_wait_gives_its_slot_back() {
+        // 60/min = one a second, no burst: the first goes now, the next at 1 s.
+        let l = RateLimiter::per_minute(60, 1);
+        l.acquire().await;
+        let start = Instant::now();
+        // Reserves the 1 s slot, then gives up (its send timed out).
+        let gave_up = tokio::time::timeout(Duration::from_millis(300), l.acquire()).await;
+        assert!(gave_up.is_err());
+        // The slot it left is taken by the next caller, not wasted.
+        l.acquire().await;
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
+        l.acquire().await;
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_back_off_holds_every_caller() {
+        let l = RateLimiter::per_minute(600, 10);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let start = Instant::now();
+        l.back_off(start + Duration::from_secs(5));
+        l.acquire().await;
+        assert_eq!(start.elapsed(), Duration::from_secs(5));
     }
 }

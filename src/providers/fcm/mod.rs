@@ -3,7 +3,8 @@
 //! Auth ([`auth`]): a service account's OAuth access token, refreshed by one
 //! caller at a time. A send rejected as UNAUTHENTICATED refreshes the token
 //! once and is repeated. Sends are spread by a per-project rate limiter
-//! (600,000/min by default, Google's default quota). The message mapping is
+//! (600,000/min by default, Google's default quota); a 429 QUOTA_EXCEEDED
+//! holds the whole project's limiter until its Retry-After. The message mapping is
 //! in [`message`], the answers' meaning in [`classify`].
 
 pub mod auth;
@@ -24,6 +25,9 @@ use super::http::{self, ClientOptions, HttpSetupError, Pool};
 use super::rate_limit::RateLimiter;
 use super::{Accepted, Message, Provider, SendError};
 use crate::config::FcmSettings;
+
+/// How long a project's sends wait after QUOTA_EXCEEDED without Retry-After.
+const QUOTA_BACK_OFF: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum FcmSetupError {
@@ -131,18 +135,14 @@ impl Provider for Fcm {
             let bearer = self.token.bearer().await?;
             let resp = self
                 .pool
-                .client()
-                .post(&self.send_url)
-                .header("authorization", &*bearer)
-                .header("content-type", "application/json")
-                .body(body.clone())
-                .send()
-                .await
-                .map_err(|e| SendError::Transient {
-                    status: None,
-                    reason: http::describe(e),
-                    retry_after: None,
-                })?;
+                .send(|client| {
+                    client
+                        .post(&self.send_url)
+                        .header("authorization", &*bearer)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                })
+                .await?;
             let status = resp.status().as_u16();
             let retry_after = http::retry_after(resp.headers());
             let text = resp.bytes().await.map_err(|e| SendError::Transient {
@@ -168,6 +168,14 @@ impl Provider for Fcm {
                 self.token.rejected(&bearer);
                 refreshed = true;
                 continue;
+            }
+            if status == 429 {
+                // The project's quota is spent: every send of this project
+                // waits, not just this one (Google: at least a minute when
+                // it does not say how long).
+                let wait = retry_after.unwrap_or(QUOTA_BACK_OFF);
+                self.limiter.back_off(tokio::time::Instant::now() + wait);
+                metrics::counter!("pushrelay_fcm_quota_exceeded_total").increment(1);
             }
             let (rpc_status, message) = rpc.map(|r| (r.status, r.message)).unwrap_or_default();
             return Err(classify(
