@@ -277,6 +277,15 @@ pub(super) async fn send(state: &State, parts: &Parts, path: &str, body: Bytes) 
     if token.len() < 8 || token.len() > 4096 || !token.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
         return invalid("The registration token is not a valid FCM registration token");
     }
+    if let Some(retry_after) = state.over_quota() {
+        return error(
+            429,
+            Some("QUOTA_EXCEEDED"),
+            "Quota exceeded for quota metric 'Send requests' and limit 'Send requests per minute' of service 'fcm.googleapis.com'.",
+            Some(retry_after),
+        );
+    }
+    let mut go_away = false;
     match state.fault_for(&token) {
         None | Some(Fault::Apns { .. }) => {}
         Some(Fault::Unregistered | Fault::ApnsUnregisteredSince { .. }) => {
@@ -317,11 +326,18 @@ pub(super) async fn send(state: &State, parts: &Parts, path: &str, body: Bytes) 
         }
         Some(Fault::Slow { ms }) => sleep_ms(ms).await,
         Some(Fault::Reset) => return Outcome::Reset,
+        Some(Fault::RefusedStream) => return Outcome::Refused,
+        Some(Fault::GoAway) => go_away = true,
     }
     state.record(Route::Fcm, &token, &parts.headers, doc);
-    Outcome::Answer(json(
+    let ok = json(
         200,
         &j!({"name": format!("projects/{}/messages/0:{}", state.project, uuid::Uuid::new_v4().simple())}),
         &[],
-    ))
+    );
+    if go_away {
+        Outcome::GoAway(ok)
+    } else {
+        Outcome::Answer(ok)
+    }
 }

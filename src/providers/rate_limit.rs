@@ -17,6 +17,8 @@ pub struct RateLimiter {
     interval: Duration,
     burst: Duration,
     next_free: Mutex<Instant>,
+    /// The end of the latest back-off.
+    held_until: Mutex<Option<Instant>>,
 }
 
 impl RateLimiter {
@@ -27,6 +29,7 @@ impl RateLimiter {
             // `burst` reservations fit between now - this and now.
             burst: interval * (burst.max(1) - 1),
             next_free: Mutex::new(Instant::now()),
+            held_until: Mutex::new(None),
         }
     }
 
@@ -56,6 +59,19 @@ impl RateLimiter {
         if *next < until {
             *next = until;
         }
+        let mut held = self.held_until.lock().unwrap();
+        if held.is_none_or(|h| h < until) {
+            *held = Some(until);
+        }
+    }
+}
+
+impl RateLimiter {
+    /// How long a back-off still holds every caller, if it does.
+    pub fn held_for(&self) -> Option<Duration> {
+        let now = Instant::now();
+        let until = (*self.held_until.lock().unwrap())?;
+        (until > now).then(|| until - now)
     }
 }
 
@@ -118,6 +134,7 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let start = Instant::now();
         l.back_off(start + Duration::from_secs(5));
+        assert_eq!(l.held_for(), Some(Duration::from_secs(5)));
         l.acquire().await;
         assert_eq!(start.elapsed(), Duration::from_secs(5));
     }

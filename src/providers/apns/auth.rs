@@ -31,9 +31,6 @@ pub struct ProviderToken {
 
 /// Apple's minimum time between two tokens of one key.
 pub const MIN_UPDATE_INTERVAL: Duration = Duration::from_secs(20 * 60);
-/// A token younger than this that APNs calls expired was not stale: the
-/// clocks disagree.
-pub const FRESH: Duration = Duration::from_secs(60);
 
 #[derive(serde::Serialize)]
 struct Claims<'a> {
@@ -92,15 +89,6 @@ impl ProviderToken {
             *cur = Some((self.sign(), Instant::now()));
         }
         true
-    }
-
-    /// Whether `used` was signed less than [`FRESH`] ago.
-    pub fn fresh(&self, used: &Arc<str>) -> bool {
-        self.current
-            .read()
-            .unwrap()
-            .as_ref()
-            .is_some_and(|(t, at)| Arc::ptr_eq(t, used) && at.elapsed() < FRESH)
     }
 
     /// APNs answered TooManyProviderTokenUpdates: no new token until 20

@@ -248,9 +248,9 @@ impl Provider for Apns {
             };
             if let (Auth::Token(t), Some(b)) = (&gw.auth, &bearer) {
                 match reason.as_str() {
-                    "ExpiredProviderToken" if resigned || t.fresh(b) => {
-                        // A token signed moments ago cannot be stale: the
-                        // clocks disagree by more than Apple's hour.
+                    "ExpiredProviderToken" if resigned => {
+                        // The token was signed moments ago and cannot be
+                        // stale: the clocks disagree by more than an hour.
                         return Err(SendError::Config {
                             status: Some(status),
                             reason: format!(

@@ -129,6 +129,19 @@ impl Provider for Fcm {
 
     async fn send(&self, msg: &Message<'_>) -> Result<Accepted, SendError> {
         let body = bytes::Bytes::from(serde_json::to_vec(&message(msg)?).expect("JSON serializes"));
+        if let Some(left) = self.limiter.held_for() {
+            // Waiting out a quota hold inside the send would time it out
+            // and spend its attempt: pause the app instead, attempt kept.
+            return Err(SendError::Config {
+                status: Some(429),
+                reason: format!(
+                    "FCM project quota exceeded (QUOTA_EXCEEDED): the project's sends wait {} s; \
+                     if this repeats, lower rate_per_minute or ask Google for more quota",
+                    left.as_secs().max(1)
+                ),
+                pause: Some(left),
+            });
+        }
         self.limiter.acquire().await;
         let mut refreshed = false;
         loop {
