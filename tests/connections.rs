@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use common::*;
 use pushrelay::config::{ProviderSettings, Settings};
-use pushrelay::mock::{Fault, MockConfig, MockProviders, Rule};
+use pushrelay::mock::{Fault, MockConfig, MockProviders, Quota, Rule};
 use pushrelay::mock_setup::{write_credentials, MockRoutes};
 use pushrelay::model::Platform;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -89,9 +89,27 @@ impl Counters {
 }
 
 impl metrics::Recorder for Counters {
-    fn describe_counter(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
-    fn describe_gauge(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
-    fn describe_histogram(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn describe_counter(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_gauge(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_histogram(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
     fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
         let c = self
             .0
@@ -105,7 +123,11 @@ impl metrics::Recorder for Counters {
     fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
         metrics::Gauge::noop()
     }
-    fn register_histogram(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Histogram {
+    fn register_histogram(
+        &self,
+        _: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
         metrics::Histogram::noop()
     }
 }
@@ -120,8 +142,7 @@ fn received_per_token(mock: &MockProviders) -> HashMap<String, usize> {
 }
 
 const DELIVERED: &str = "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'delivered'";
-const MORE_THAN_ONE_ATTEMPT: &str =
-    "SELECT count(*) FROM pushrelay.deliveries WHERE attempts <> 1";
+const MORE_THAN_ONE_ATTEMPT: &str = "SELECT count(*) FROM pushrelay.deliveries WHERE attempts <> 1";
 
 #[sqlx::test(migrations = false)]
 async fn a_goaway_mid_burst_resends_the_unprocessed_streams_without_spending_attempts(
@@ -187,7 +208,11 @@ async fn refused_streams_are_resent_at_once_without_spending_attempts(
     assert_eq!(count(&pool, MORE_THAN_ONE_ATTEMPT).await, 0);
     // Re-sent inside the attempt: one receipt each, no failure recorded.
     assert_eq!(
-        count(&pool, "SELECT count(*) FROM pushrelay.attempts WHERE outcome <> 'delivered'").await,
+        count(
+            &pool,
+            "SELECT count(*) FROM pushrelay.attempts WHERE outcome <> 'delivered'"
+        )
+        .await,
         0
     );
     assert!(received_per_token(&mock).values().all(|&n| n == 1));
@@ -220,11 +245,20 @@ async fn a_reset_connection_opens_no_breaker_and_spends_no_attempts(
     wait_for(&pool, DELIVERED, 200).await;
 
     assert!(
-        count(&pool, "SELECT count(*) FROM pushrelay.attempts WHERE outcome = 'transient'").await >= 4,
+        count(
+            &pool,
+            "SELECT count(*) FROM pushrelay.attempts WHERE outcome = 'transient'"
+        )
+        .await
+            >= 4,
         "the reset sends are recorded"
     );
     assert_eq!(count(&pool, MORE_THAN_ONE_ATTEMPT).await, 0);
-    assert_eq!(counters.get("pushrelay_provider_holds_total"), 0, "no hold opened");
+    assert_eq!(
+        counters.get("pushrelay_provider_holds_total"),
+        0,
+        "no hold opened"
+    );
     stop(daemon).await;
 }
 
@@ -307,7 +341,10 @@ async fn an_expired_fresh_token_is_a_config_error_that_names_the_clock(
         .await
         .unwrap();
     assert!(reason.contains("ExpiredProviderToken"), "{reason}");
-    assert!(reason.contains("clock") && reason.contains("NTP"), "{reason}");
+    assert!(
+        reason.contains("clock") && reason.contains("NTP"),
+        "{reason}"
+    );
     assert_eq!(mock.stats().accepted, 0);
     stop(daemon).await;
 }
@@ -374,4 +411,89 @@ fn a_sandbox_key_needs_its_id_and_file_and_token_auth() {
         .err()
         .expect("a sandbox key with certificate auth is refused");
     assert!(err.to_string().contains("token auth"), "{err}");
+}
+
+#[sqlx::test(migrations = false)]
+async fn two_daemons_share_one_fcm_quota_and_a_quota_exceeded_holds_both(
+    _: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let pool = pool(&opts).await;
+    for i in 0..120 {
+        add_device(
+            &pool,
+            &format!("u{i}"),
+            Platform::Android,
+            &format!("android-{i:04}"),
+        )
+        .await;
+    }
+    // Google grants 30 sends a second; each daemon is configured for 20.
+    // Alone, each stays within the quota; two that did not share would send
+    // 40 a second.
+    let mock = MockProviders::start(MockConfig {
+        fcm_quota: Some(Quota {
+            limit: 30,
+            window_secs: 1,
+        }),
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    let daemon = |name: &str| {
+        let (mut s, routes) = settings_for(&mock, name);
+        let mut fcm = routes.fcm.clone();
+        fcm.rate_per_minute = 1200;
+        s.apps.get_mut(APP).unwrap().android = Some(ProviderSettings::Fcm(fcm));
+        s.worker.id = name.into();
+        // The wait for a limiter slot counts against the send timeout.
+        s.worker.send_timeout_ms = 10_000;
+        start(&pool, s)
+    };
+    let one = daemon("one");
+    let two = daemon("two");
+    wait_for(&pool, "SELECT count(*) FROM pushrelay.workers", 2).await;
+    // One sharing round after both are live.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    notify_users(&pool, &users(0..120)).await;
+    wait_for(&pool, DELIVERED, 120).await;
+
+    let stats = mock.stats();
+    assert_eq!(stats.quota_exceeded, 0, "{:?}", stats.quota_windows);
+    assert!(
+        stats.quota_windows.iter().all(|&n| n <= 30),
+        "{:?}",
+        stats.quota_windows
+    );
+    let workers = count(
+        &pool,
+        "SELECT count(DISTINCT worker) FROM pushrelay.attempts WHERE outcome = 'delivered'",
+    )
+    .await;
+    assert_eq!(workers, 2, "both daemons sent");
+
+    // Google answers QUOTA_EXCEEDED (Retry-After 3 s) to one send: both
+    // daemons hold the project's sends, not only the one that saw it.
+    mock.set_faults(pushrelay::mock::Faults {
+        rules: vec![rule(
+            "android-0000",
+            Fault::RateLimited {
+                retry_after_secs: 3,
+            },
+            Some(1),
+        )],
+        ..Default::default()
+    });
+    notify_users(&pool, &users(0..120)).await;
+    // The refused send itself waits out Google's minimum back-off.
+    wait_for(&pool, DELIVERED, 239).await;
+    let held_by = count(
+        &pool,
+        "SELECT count(DISTINCT worker) FROM pushrelay.attempts
+          WHERE outcome = 'config_error' AND reason LIKE '%FCM project quota exceeded%'",
+    )
+    .await;
+    assert_eq!(held_by, 2, "both daemons held their sends");
+    stop(one).await;
+    stop(two).await;
 }

@@ -134,7 +134,9 @@ impl<T: AsyncWrite + Unpin> Wire<T> {
             frame.extend_from_slice(&last.to_be_bytes());
             frame.extend_from_slice(&0u32.to_be_bytes()); // NO_ERROR
             self.injecting = frame;
-            self.ctl.last_stream_id.store(last.max(1), Ordering::Release);
+            self.ctl
+                .last_stream_id
+                .store(last.max(1), Ordering::Release);
         }
         while !self.injecting.is_empty() {
             let n = std::task::ready!(Pin::new(&mut self.inner).poll_write(cx, &self.injecting))?;

@@ -666,7 +666,11 @@ impl State {
             return None;
         }
         self.quota_exceeded.fetch_add(1, Ordering::Relaxed);
-        Some(((i as u64 + 1) * window).saturating_sub(elapsed.as_secs()).max(1))
+        Some(
+            ((i as u64 + 1) * window)
+                .saturating_sub(elapsed.as_secs())
+                .max(1),
+        )
     }
 }
 

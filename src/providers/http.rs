@@ -400,7 +400,10 @@ mod tests {
         // Sun, 06 Nov 1994 08:49:37 GMT, RFC 9110's example date.
         let date = UNIX_EPOCH + Duration::from_secs(784_111_777);
         let now = date - Duration::from_secs(90);
-        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
         assert_eq!(parse_retry_after(" 7 ", now), Some(Duration::from_secs(7)));
         for form in [
             "Sun, 06 Nov 1994 08:49:37 GMT",  // IMF-fixdate
@@ -415,7 +418,10 @@ mod tests {
         }
         // A date already past: retry now, not never.
         assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", date + Duration::from_secs(5)),
+            parse_retry_after(
+                "Sun, 06 Nov 1994 08:49:37 GMT",
+                date + Duration::from_secs(5)
+            ),
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon", now), None);

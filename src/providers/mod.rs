@@ -212,6 +212,16 @@ impl Providers {
         self.apns_tokens.iter().map(|t| t.signatures()).sum()
     }
 
+    /// Shares each FCM project's quota with the other processes on the
+    /// database (one round; the worker runs it every heartbeat).
+    pub async fn sync_fcm_quota(
+        &self,
+        pool: &sqlx::PgPool,
+        live_within: Duration,
+    ) -> Result<(), sqlx::Error> {
+        self.fcm_shared.sync_quota(pool, live_within).await
+    }
+
     /// FCM OAuth access tokens fetched by this process.
     pub fn fcm_token_fetches(&self) -> u64 {
         self.fcm_shared.token_fetches()

@@ -12,6 +12,7 @@ pub mod deliveries;
 pub mod devices;
 pub mod history;
 pub mod notifications;
+pub mod quota;
 pub mod status;
 pub mod workers;
 
@@ -31,6 +32,7 @@ pub fn statements() -> impl Iterator<Item = (&'static str, &'static str)> {
         deliveries::STATEMENTS,
         devices::STATEMENTS,
         workers::STATEMENTS,
+        quota::STATEMENTS,
         history::STATEMENTS,
         status::STATEMENTS,
         &[

@@ -88,9 +88,11 @@ fn provider_token(
     }
     let pem = http::read_file("apns key_file", path)?;
     let t = Arc::new(
-        ProviderToken::new(team, key_id, &pem, refresh).map_err(|cause| ApnsSetupError::BadKey {
-            path: path.to_path_buf(),
-            cause,
+        ProviderToken::new(team, key_id, &pem, refresh).map_err(|cause| {
+            ApnsSetupError::BadKey {
+                path: path.to_path_buf(),
+                cause,
+            }
         })?,
     );
     tokens.push(t.clone());
