@@ -33,6 +33,9 @@ impl AppSettings {
 }
 
 /// Which provider sends an app's notifications for one platform.
+// Read once at start and cloned rarely: the size of the APNs variant does
+// not matter, and boxing it would burden every place that builds one.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "provider", rename_all = "snake_case")]
 pub enum ProviderSettings {

@@ -263,11 +263,10 @@ impl Provider for Apns {
                             pause: None,
                         });
                     }
-                    "ExpiredProviderToken" => {
-                        if t.expired(b) {
-                            resigned = true;
-                            continue;
-                        }
+                    // Re-signed (unless re-signing is on hold): repeat once.
+                    "ExpiredProviderToken" if t.expired(b) => {
+                        resigned = true;
+                        continue;
                     }
                     "TooManyProviderTokenUpdates" => {
                         t.too_many_updates();
