@@ -222,6 +222,12 @@ impl Providers {
         self.fcm_shared.sync_quota(pool, live_within).await
     }
 
+    /// How long this process still holds an FCM project's sends after a
+    /// QUOTA_EXCEEDED (its own or another process's), if it does.
+    pub fn fcm_quota_hold(&self, project: &str) -> Option<Duration> {
+        self.fcm_shared.quota_hold(project)
+    }
+
     /// FCM OAuth access tokens fetched by this process.
     pub fn fcm_token_fetches(&self) -> u64 {
         self.fcm_shared.token_fetches()

@@ -74,6 +74,11 @@ impl Shared {
         self.tokens.iter().map(|(_, t)| t.fetches()).sum()
     }
 
+    pub fn quota_hold(&self, project: &str) -> Option<Duration> {
+        let (_, l) = self.limiters.iter().find(|(p, _)| p == project)?;
+        l.held_for()
+    }
+
     /// One round of sharing each project's quota with the other processes
     /// on the database: this process's QUOTA_EXCEEDED holds go out, the
     /// others' come in, and each limiter takes 1/live of its rate.
