@@ -33,6 +33,9 @@ impl AppSettings {
 }
 
 /// Which provider sends an app's notifications for one platform.
+// Read once at start and cloned rarely: the size of the APNs variant does
+// not matter, and boxing it would burden every place that builds one.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "provider", rename_all = "snake_case")]
 pub enum ProviderSettings {
@@ -71,6 +74,13 @@ pub struct ApnsSettings {
     pub team_id: Option<String>,
     pub key_id: Option<String>,
     pub key_file: Option<PathBuf>,
+    /// A different key for the sandbox gateway (development builds), when
+    /// the production key is not to be used there: `sandbox_key_id` and
+    /// `sandbox_key_file`, and `sandbox_team_id` if the team differs.
+    /// Token auth only.
+    pub sandbox_team_id: Option<String>,
+    pub sandbox_key_id: Option<String>,
+    pub sandbox_key_file: Option<PathBuf>,
     /// Certificate auth: a PEM file with the certificate (and key, unless
     /// `certificate_key_file` is given).
     pub certificate_file: Option<PathBuf>,
@@ -96,6 +106,15 @@ pub struct ApnsSettings {
     /// Provider-token lifetime before re-signing, 20–60 minutes.
     #[serde(default = "default_refresh_mins")]
     pub token_refresh_mins: u64,
+    /// How long the app's sends pause after APNs answers
+    /// TooManyProviderTokenUpdates (the key was re-signed too often; the
+    /// current token is kept and re-signing waits out Apple's 20 minutes).
+    #[serde(default = "default_token_update_pause_secs")]
+    pub token_update_pause_secs: u64,
+}
+
+fn default_token_update_pause_secs() -> u64 {
+    60
 }
 
 fn default_production_url() -> String {

@@ -40,27 +40,56 @@ struct Claims {
     iat: i64,
 }
 
-/// Checks the provider JWT; `Err` is the APNs reason.
-fn check_jwt(state: &State, jwt: &str) -> Result<(), &'static str> {
-    let now = chrono::Utc::now().timestamp();
+/// How far ahead of the mock's clock an `iat` may be (clocks are never
+/// exactly equal) before the token is refused.
+const IAT_LEEWAY_SECS: i64 = 60;
+
+/// Checks the provider JWT; `Err` is the APNs status and reason.
+///
+/// An `iat` in the future is not documented by Apple; the mock answers
+/// `InvalidProviderToken` (a token that claims to be issued later is not
+/// stale, which is what `ExpiredProviderToken` says; it fails validation).
+/// A clock behind by more than an hour makes a fresh token look older than
+/// an hour: `ExpiredProviderToken`, as documented.
+fn check_jwt(state: &State, jwt: &str) -> Result<(), (u16, &'static str)> {
+    let invalid = (403, "InvalidProviderToken");
+    let now = state.now_secs();
     let known = state.jwts.lock().unwrap().get(jwt).copied();
     let iat = match known {
         Some(iat) => iat,
         None => {
-            let header = jsonwebtoken::decode_header(jwt).map_err(|_| "InvalidProviderToken")?;
+            let header = jsonwebtoken::decode_header(jwt).map_err(|_| invalid)?;
             if header.alg != jsonwebtoken::Algorithm::ES256
                 || header.kid.as_deref() != Some(state.apns_key.key_id.as_str())
             {
-                return Err("InvalidProviderToken");
+                return Err(invalid);
             }
             let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
             v.required_spec_claims.clear();
             v.validate_exp = false;
             let claims = jsonwebtoken::decode::<Claims>(jwt, &state.apns_public, &v)
-                .map_err(|_| "InvalidProviderToken")?
+                .map_err(|_| invalid)?
                 .claims;
             if claims.iss != state.apns_key.team_id {
-                return Err("InvalidProviderToken");
+                return Err(invalid);
+            }
+            if claims.iat > now + IAT_LEEWAY_SECS {
+                return Err(invalid);
+            }
+            // A new, unexpired token for the key: Apple allows one per
+            // 20 minutes.
+            let key = format!("{}/{}", claims.iss, header.kid.unwrap_or_default());
+            if now - claims.iat <= state.jwt_max_age_secs {
+                let mut updated = state.key_updated.lock().unwrap();
+                if let Some(at) = updated.get(&key) {
+                    if at.elapsed() < state.token_update_window {
+                        state
+                            .token_updates_refused
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        return Err((429, "TooManyProviderTokenUpdates"));
+                    }
+                }
+                updated.insert(key, std::time::Instant::now());
             }
             state
                 .jwts
@@ -71,7 +100,7 @@ fn check_jwt(state: &State, jwt: &str) -> Result<(), &'static str> {
         }
     };
     if now - iat > state.jwt_max_age_secs {
-        return Err("ExpiredProviderToken");
+        return Err((403, "ExpiredProviderToken"));
     }
     Ok(())
 }
@@ -133,7 +162,7 @@ pub(super) async fn handle(
             let jwt = auth
                 .strip_prefix("bearer ")
                 .ok_or((403, "InvalidProviderToken"))?;
-            check_jwt(state, jwt).map_err(|r| (403, r))?;
+            check_jwt(state, jwt)?;
         }
         if token.is_empty() {
             return Err(bad("MissingDeviceToken"));
@@ -263,6 +292,7 @@ pub(super) async fn handle(
         ))
     };
     let mut late = 0;
+    let mut go_away = false;
     match state.fault_for(token) {
         None | Some(Fault::Fcm { .. }) => {}
         Some(Fault::Unregistered) => return unregistered(now_ms),
@@ -282,6 +312,8 @@ pub(super) async fn handle(
             state.record(Route::Apns, token, &parts.headers, payload);
             return Outcome::Reset;
         }
+        Some(Fault::RefusedStream) => return Outcome::Refused,
+        Some(Fault::GoAway) => go_away = true,
     }
     state.record(Route::Apns, token, &parts.headers, payload);
     // Accepted first, answered late: a client that gives up before the
@@ -289,11 +321,14 @@ pub(super) async fn handle(
     if late > 0 {
         sleep_ms(late).await;
     }
-    Outcome::Answer(
-        hyper::Response::builder()
-            .status(200)
-            .header("apns-id", apns_id)
-            .body(http_body_util::Full::new(Bytes::new()))
-            .expect("a valid response"),
-    )
+    let ok = hyper::Response::builder()
+        .status(200)
+        .header("apns-id", apns_id)
+        .body(http_body_util::Full::new(Bytes::new()))
+        .expect("a valid response");
+    if go_away {
+        Outcome::GoAway(ok)
+    } else {
+        Outcome::Answer(ok)
+    }
 }

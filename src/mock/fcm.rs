@@ -466,6 +466,15 @@ pub(super) async fn send(state: &State, parts: &Parts, path: &str, body: Bytes) 
     if token.len() < 8 || token.len() > 4096 || !token.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
         return invalid("The registration token is not a valid FCM registration token");
     }
+    if let Some(retry_after) = state.over_quota() {
+        return error(
+            429,
+            Some("QUOTA_EXCEEDED"),
+            "Quota exceeded for quota metric 'Send requests' and limit 'Send requests per minute' of service 'fcm.googleapis.com'.",
+            Some(retry_after),
+        );
+    }
+    let mut go_away = false;
     let mut late = 0;
     match state.fault_for(&token) {
         None | Some(Fault::Apns { .. }) => {}
@@ -511,6 +520,8 @@ pub(super) async fn send(state: &State, parts: &Parts, path: &str, body: Bytes) 
             state.record(Route::Fcm, &token, &parts.headers, doc);
             return Outcome::Reset;
         }
+        Some(Fault::RefusedStream) => return Outcome::Refused,
+        Some(Fault::GoAway) => go_away = true,
     }
     state.record(Route::Fcm, &token, &parts.headers, doc);
     // Accepted first, answered late: a client that gives up before the
@@ -518,9 +529,14 @@ pub(super) async fn send(state: &State, parts: &Parts, path: &str, body: Bytes) 
     if late > 0 {
         sleep_ms(late).await;
     }
-    Outcome::Answer(json(
+    let ok = json(
         200,
         &j!({"name": format!("projects/{}/messages/0:{}", state.project, uuid::Uuid::new_v4().simple())}),
         &[],
-    ))
+    );
+    if go_away {
+        Outcome::GoAway(ok)
+    } else {
+        Outcome::Answer(ok)
+    }
 }

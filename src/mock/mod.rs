@@ -11,11 +11,11 @@
 //! exactly what a device would have received.
 
 mod apns;
+mod conn;
 mod fcm;
 mod pki;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::convert::Infallible;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -62,6 +62,15 @@ pub struct MockConfig {
     /// environment's gateway ([`MockProviders::base_url`] is production,
     /// [`MockProviders::sandbox_url`] sandbox).
     pub apns_sandbox_token_prefixes: Vec<String>,
+    /// A key's new provider JWT within this many seconds of its previous
+    /// one is answered 429 TooManyProviderTokenUpdates (Apple: 20 minutes).
+    pub token_update_window_secs: u64,
+    /// The mock's clock runs this far ahead of the host's (negative:
+    /// behind), to play a sender whose clock is off.
+    pub clock_skew_secs: i64,
+    /// FCM sends allowed per project per window; more are answered 429
+    /// QUOTA_EXCEEDED with Retry-After until the window ends.
+    pub fcm_quota: Option<Quota>,
     /// Keep every accepted request for [`MockProviders::received`]; a
     /// benchmark turns it off so the mock's memory stays flat.
     pub record: bool,
@@ -77,6 +86,9 @@ impl Default for MockConfig {
             oauth_expires_in_secs: 3599,
             jwt_max_age_secs: 3600,
             apns_sandbox_token_prefixes: Vec::new(),
+            token_update_window_secs: 20 * 60,
+            clock_skew_secs: 0,
+            fcm_quota: None,
             record: true,
             faults: Faults::default(),
         }
@@ -98,6 +110,20 @@ pub struct Faults {
     pub slow_ms: u64,
     /// Share of requests whose connection is dropped without an answer.
     pub reset_rate: f64,
+    /// Share of requests whose stream is reset with REFUSED_STREAM
+    /// (not processed; the client may re-send at once).
+    pub refused_stream_rate: f64,
+    /// Share of requests that are answered and then make the connection
+    /// go away: GOAWAY naming the last stream received in full; the
+    /// streams above it are not processed.
+    pub goaway_rate: f64,
+}
+
+/// A per-project FCM quota: `limit` sends per `window_secs`.
+#[derive(Clone, Copy, Debug)]
+pub struct Quota {
+    pub limit: u64,
+    pub window_secs: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -136,6 +162,10 @@ pub enum Fault {
     /// the connection before answering: the ambiguous failure after which
     /// a retry reaches the device twice.
     AcceptThenReset,
+    /// Reset the stream with REFUSED_STREAM.
+    RefusedStream,
+    /// Answer, then GOAWAY (see [`Faults::goaway_rate`]).
+    GoAway,
 }
 
 pub struct ApnsKey {
@@ -175,6 +205,14 @@ pub struct Stats {
     /// token and content): what a device would show twice unless the
     /// sender's collapse id folds them.
     pub duplicates: u64,
+    /// Provider JWTs answered TooManyProviderTokenUpdates.
+    pub token_updates_refused: u64,
+    pub refused_streams: u64,
+    pub goaways: u64,
+    /// FCM sends answered 429 QUOTA_EXCEEDED by the quota.
+    pub quota_exceeded: u64,
+    /// FCM sends per quota window, accepted or not, in window order.
+    pub quota_windows: Vec<u64>,
 }
 
 /// Shared by the connection tasks.
@@ -183,6 +221,18 @@ pub(crate) struct State {
     project: String,
     oauth_expires_in: Duration,
     jwt_max_age_secs: i64,
+    token_update_window: Duration,
+    clock_skew_secs: i64,
+    fcm_quota: Option<Quota>,
+    /// Sends per FCM quota window since the start.
+    quota_windows: Mutex<Vec<u64>>,
+    started: std::time::Instant,
+    /// Per signing key: when its current JWT was first accepted.
+    key_updated: Mutex<HashMap<String, std::time::Instant>>,
+    token_updates_refused: AtomicU64,
+    refused_streams: AtomicU64,
+    goaways: AtomicU64,
+    quota_exceeded: AtomicU64,
     record: bool,
     /// The sandbox APNs gateway's port (requests name it in `:authority`).
     sandbox_port: u16,
@@ -224,6 +274,10 @@ type Answer = Response<Full<Bytes>>;
 pub(crate) enum Outcome {
     Answer(Answer),
     Reset,
+    /// Reset the stream with REFUSED_STREAM: not processed.
+    Refused,
+    /// Answer, then make the connection go away.
+    GoAway(Answer),
 }
 
 impl MockProviders {
@@ -288,6 +342,16 @@ impl MockProviders {
             project: config.fcm_project_id,
             oauth_expires_in: Duration::from_secs(config.oauth_expires_in_secs),
             jwt_max_age_secs: config.jwt_max_age_secs as i64,
+            token_update_window: Duration::from_secs(config.token_update_window_secs),
+            clock_skew_secs: config.clock_skew_secs,
+            fcm_quota: config.fcm_quota,
+            quota_windows: Mutex::new(Vec::new()),
+            started: std::time::Instant::now(),
+            key_updated: Mutex::new(HashMap::new()),
+            token_updates_refused: AtomicU64::new(0),
+            refused_streams: AtomicU64::new(0),
+            goaways: AtomicU64::new(0),
+            quota_exceeded: AtomicU64::new(0),
             record: config.record,
             sandbox_port: sandbox_addr.port(),
             sandbox_prefixes: config.apns_sandbox_token_prefixes,
@@ -382,6 +446,11 @@ impl MockProviders {
             distinct_provider_jwts: s.jwts.lock().unwrap().len() as u64,
             oauth_token_requests: s.oauth_requests.load(Ordering::Relaxed),
             duplicates: s.duplicates.load(Ordering::Relaxed),
+            token_updates_refused: s.token_updates_refused.load(Ordering::Relaxed),
+            refused_streams: s.refused_streams.load(Ordering::Relaxed),
+            goaways: s.goaways.load(Ordering::Relaxed),
+            quota_exceeded: s.quota_exceeded.load(Ordering::Relaxed),
+            quota_windows: s.quota_windows.lock().unwrap().clone(),
         }
     }
 
@@ -454,13 +523,29 @@ async fn accept_loop(
                 .peer_certificates()
                 .is_some_and(|c| !c.is_empty());
             let kill = CancellationToken::new();
+            let ctl = Arc::new(conn::ConnCtl::default());
             let service = {
-                let (state, kill) = (state.clone(), kill.clone());
+                let (state, kill, ctl) = (state.clone(), kill.clone(), ctl.clone());
                 hyper::service::service_fn(move |req| {
-                    let (state, kill) = (state.clone(), kill.clone());
+                    let (state, kill, ctl) = (state.clone(), kill.clone(), ctl.clone());
                     async move {
-                        match handle(&state, req, client_cert).await {
-                            Outcome::Answer(a) => Ok::<_, Infallible>(a),
+                        ctl.in_flight.fetch_add(1, Ordering::AcqRel);
+                        let outcome = handle(&state, req, client_cert).await;
+                        ctl.in_flight.fetch_sub(1, Ordering::AcqRel);
+                        match outcome {
+                            Outcome::Answer(a) => Ok(a),
+                            Outcome::GoAway(a) => {
+                                if !ctl.go_away.swap(true, Ordering::AcqRel) {
+                                    state.goaways.fetch_add(1, Ordering::Relaxed);
+                                }
+                                Ok(a)
+                            }
+                            // hyper resets the stream with the h2 reason it
+                            // finds in the service's error.
+                            Outcome::Refused => {
+                                state.refused_streams.fetch_add(1, Ordering::Relaxed);
+                                Err(h2::Error::from(h2::Reason::REFUSED_STREAM))
+                            }
                             Outcome::Reset => {
                                 kill.cancel();
                                 std::future::pending().await
@@ -471,9 +556,27 @@ async fn accept_loop(
             };
             let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                 .max_concurrent_streams(max_streams)
-                .serve_connection(TokioIo::new(tls), service);
+                .serve_connection(TokioIo::new(conn::Wire::new(tls, ctl.clone())), service);
+            let gone_away = async {
+                ctl.sent.notified().await;
+                // Answer the streams at or below the GOAWAY's last id (a
+                // few may still be on their way to the handler), then close.
+                let mut quiet = 0;
+                for _ in 0..60 {
+                    sleep_ms(50).await;
+                    if ctl.in_flight.load(Ordering::Acquire) == 0 {
+                        quiet += 1;
+                        if quiet == 3 {
+                            break;
+                        }
+                    } else {
+                        quiet = 0;
+                    }
+                }
+            };
             tokio::select! {
                 _ = conn => {},
+                _ = gone_away => {},
                 _ = kill.cancelled() => {}, // dropping the connection resets it
                 _ = stop.cancelled() => {},
             }
@@ -548,6 +651,8 @@ impl State {
             ),
             (faults.slow_rate, Fault::Slow { ms: faults.slow_ms }),
             (faults.reset_rate, Fault::Reset),
+            (faults.refused_stream_rate, Fault::RefusedStream),
+            (faults.goaway_rate, Fault::GoAway),
         ] {
             if x < rate {
                 return Some(f);
@@ -595,17 +700,52 @@ impl State {
 }
 
 /// What identifies one notification to one device across retries: the
-/// APNs payload, or the FCM message's `data` (the rest of an FCM message,
-/// its remaining `ttl`, changes from one try to the next).
+/// APNs payload, or the FCM message without `android.ttl` (the remaining
+/// lifetime, which changes from one try to the next).
 fn content_hash(route: Route, token: &str, body: &serde_json::Value) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     (route as u8, token).hash(&mut h);
-    let content = match route {
-        Route::Apns => body,
-        Route::Fcm => body.pointer("/message/data").unwrap_or(body),
-    };
-    content.to_string().hash(&mut h);
+    match body.pointer("/message/android/ttl") {
+        Some(_) => {
+            let mut body = body.clone();
+            if let Some(android) = body.pointer_mut("/message/android") {
+                android.as_object_mut().map(|a| a.remove("ttl"));
+            }
+            body.to_string().hash(&mut h);
+        }
+        None => body.to_string().hash(&mut h),
+    }
     h.finish()
+}
+
+impl State {
+    /// The mock's "now" in seconds since the epoch (with its clock skew).
+    fn now_secs(&self) -> i64 {
+        chrono::Utc::now().timestamp() + self.clock_skew_secs
+    }
+
+    /// Counts an FCM send against the project quota; `Some(retry_after)`
+    /// when it is over.
+    fn over_quota(&self) -> Option<u64> {
+        let q = self.fcm_quota?;
+        let window = q.window_secs.max(1);
+        let elapsed = self.started.elapsed();
+        let i = (elapsed.as_secs() / window) as usize;
+        let mut w = self.quota_windows.lock().unwrap();
+        if w.len() <= i {
+            w.resize(i + 1, 0);
+        }
+        w[i] += 1;
+        if w[i] <= q.limit {
+            return None;
+        }
+        self.quota_exceeded.fetch_add(1, Ordering::Relaxed);
+        Some(
+            ((i as u64 + 1) * window)
+                .saturating_sub(elapsed.as_secs())
+                .max(1),
+        )
+    }
 }
 
 pub(crate) async fn sleep_ms(ms: u64) {

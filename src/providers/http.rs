@@ -5,13 +5,36 @@
 //! over it, waiting for a free stream when the server's
 //! `SETTINGS_MAX_CONCURRENT_STREAMS` is reached; a provider holds a few
 //! clients ([`Pool`]) and spreads requests over them for more than one
-//! connection's worth of streams. A dropped connection is re-established on
-//! the next request; the failed request is reported as transient, so the
-//! retry policy's backoff applies to reconnects too.
+//! connection's worth of streams.
+//!
+//! A dropped connection must not cost the sends in flight on it, and there
+//! may be hundreds. [`Pool::send`] sorts a failed send by what the server
+//! can have seen of it:
+//! - **never processed** — the server refused the stream (`REFUSED_STREAM`),
+//!   its id is above a GOAWAY's last-stream-id, or the connection could not
+//!   be made: re-sent at once on the pool's other connections (each at most
+//!   once), costing nothing;
+//! - **ambiguous** — the request went out and the connection then reset or
+//!   closed with no answer: [`SendError::ConnectionLost`], which the retry
+//!   policy re-sends shortly without spending an attempt;
+//! - a timeout or any other failure stays [`SendError::Transient`].
+//!
+//! reqwest's own retry of protocol NACKs is turned off: it retries on the
+//! same connection under a budget of 20 % extra requests, which a GOAWAY
+//! over hundreds of streams exhausts at once; the pool does it instead,
+//! unbudgeted but bounded by the number of connections.
+//!
+//! A connection that fails to connect is not hammered: it backs off
+//! (exponential with jitter, per connection) while sends go to the others.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::SendError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpSetupError {
@@ -52,8 +75,39 @@ pub struct ClientOptions<'a> {
 
 /// A few HTTP/2 clients, each its own connection, used round-robin.
 pub struct Pool {
-    clients: Vec<reqwest::Client>,
+    conns: Vec<Conn>,
     next: AtomicUsize,
+}
+
+struct Conn {
+    client: reqwest::Client,
+    health: Mutex<Health>,
+}
+
+/// Connect failures in a row, and when this connection may try again.
+#[derive(Default)]
+struct Health {
+    failures: u32,
+    retry_at: Option<Instant>,
+}
+
+/// First reconnect delay after a failed connect; doubles per failure.
+const RECONNECT_BASE: Duration = Duration::from_millis(250);
+const RECONNECT_MAX: Duration = Duration::from_secs(30);
+
+/// How a failed send's request fared, as far as the server is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// The connection could not be made: nothing was sent.
+    NotConnected,
+    /// Sent, but refused or cut off by GOAWAY before the server processed it.
+    NotProcessed,
+    /// Sent, then the connection dropped without an answer.
+    Ambiguous,
+    /// Our own deadline passed while waiting for the answer.
+    TimedOut,
+    /// Anything else (the server reset the stream, a malformed answer).
+    Failed,
 }
 
 impl Pool {
@@ -82,7 +136,7 @@ impl Pool {
             }
             None => None,
         };
-        let clients = (0..o.connections.max(1))
+        let conns = (0..o.connections.max(1))
             .map(|_| {
                 let mut b = reqwest::Client::builder()
                     .http2_prior_knowledge()
@@ -96,6 +150,7 @@ impl Pool {
                     .http2_keep_alive_timeout(Duration::from_secs(10))
                     .http2_keep_alive_while_idle(true)
                     .http2_adaptive_window(true)
+                    .retry(reqwest::retry::never())
                     .user_agent(concat!("pushrelay/", env!("CARGO_PKG_VERSION")));
                 if let Some(ca) = &ca {
                     b = b.add_root_certificate(ca.clone());
@@ -103,18 +158,196 @@ impl Pool {
                 if let Some(id) = &identity {
                     b = b.identity(id.clone());
                 }
-                b.build().map_err(HttpSetupError::Build)
+                Ok(Conn {
+                    client: b.build().map_err(HttpSetupError::Build)?,
+                    health: Mutex::new(Health::default()),
+                })
             })
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, HttpSetupError>>()?;
         Ok(Pool {
-            clients,
+            conns,
             next: AtomicUsize::new(0),
         })
     }
 
+    /// A client whose connection is not backing off, if any; for requests
+    /// that are not pushes (the OAuth token exchange).
     pub fn client(&self) -> &reqwest::Client {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.clients.len();
-        &self.clients[i]
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        let n = self.conns.len();
+        (0..n)
+            .map(|k| &self.conns[(start + k) % n])
+            .find(|c| c.ready(now))
+            .unwrap_or(&self.conns[start % n])
+            .client()
+    }
+
+    /// Sends the request `build` makes, on the next healthy connection.
+    /// A request the server never processed is re-sent at once on the
+    /// other connections (each once; a single connection is tried twice,
+    /// the second time reconnected); see the module doc for the rest.
+    pub async fn send(
+        &self,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, SendError> {
+        let n = self.conns.len();
+        let tries = n.max(2);
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut last: Option<(Fate, String)> = None;
+        let mut sent = 0;
+        for k in 0..tries {
+            let conn = &self.conns[(start + k) % n];
+            if !conn.ready(Instant::now()) {
+                continue;
+            }
+            sent += 1;
+            match build(&conn.client).send().await {
+                Ok(resp) => {
+                    conn.connected();
+                    return Ok(resp);
+                }
+                Err(e) => {
+                    let fate = fate(&e);
+                    let reason = describe(e);
+                    match fate {
+                        Fate::NotConnected => conn.connect_failed(),
+                        Fate::NotProcessed => {
+                            metrics::counter!("pushrelay_provider_resends_total").increment(1);
+                        }
+                        Fate::Ambiguous => return Err(SendError::ConnectionLost { reason }),
+                        Fate::TimedOut | Fate::Failed => {
+                            return Err(SendError::Transient {
+                                status: None,
+                                reason,
+                                retry_after: None,
+                            })
+                        }
+                    }
+                    last = Some((fate, reason));
+                }
+            }
+        }
+        Err(match last {
+            // Refused everywhere: still nothing processed, so no attempt
+            // is spent; the retry policy comes back shortly.
+            Some((Fate::NotProcessed, reason)) => SendError::ConnectionLost {
+                reason: format!("not processed by the server on {sent} tries: {reason}"),
+            },
+            Some((_, reason)) => SendError::Transient {
+                status: None,
+                reason,
+                retry_after: None,
+            },
+            None => SendError::Transient {
+                status: None,
+                reason: format!(
+                    "could not connect: all {n} connections are failing and waiting to reconnect (next in {} ms)",
+                    self.next_reconnect().as_millis()
+                ),
+                retry_after: None,
+            },
+        })
+    }
+
+    fn next_reconnect(&self) -> Duration {
+        let now = Instant::now();
+        self.conns
+            .iter()
+            .filter_map(|c| c.health.lock().unwrap().retry_at)
+            .map(|t| t.saturating_duration_since(now))
+            .min()
+            .unwrap_or_default()
+    }
+}
+
+impl Conn {
+    fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    fn ready(&self, now: Instant) -> bool {
+        self.health
+            .lock()
+            .unwrap()
+            .retry_at
+            .is_none_or(|t| now >= t)
+    }
+
+    fn connected(&self) {
+        let mut h = self.health.lock().unwrap();
+        if h.failures > 0 || h.retry_at.is_some() {
+            *h = Health::default();
+        }
+    }
+
+    fn connect_failed(&self) {
+        let mut h = self.health.lock().unwrap();
+        h.failures = h.failures.saturating_add(1);
+        let delay = reconnect_delay(h.failures);
+        h.retry_at = Some(Instant::now() + delay);
+        metrics::counter!("pushrelay_provider_connect_failures_total").increment(1);
+    }
+}
+
+/// Exponential in the failures in a row, capped, with full jitter over
+/// its upper half so connections that failed together do not retry
+/// together.
+fn reconnect_delay(failures: u32) -> Duration {
+    let exp = RECONNECT_BASE.saturating_mul(1 << failures.saturating_sub(1).min(16));
+    let cap = exp.min(RECONNECT_MAX);
+    cap.mul_f64(0.5 + fastrand::f64() / 2.0)
+}
+
+/// What the server can have seen of a request that failed with `e`.
+pub fn fate(e: &reqwest::Error) -> Fate {
+    if e.is_connect() {
+        return Fate::NotConnected;
+    }
+    if e.is_timeout() {
+        return Fate::TimedOut;
+    }
+    let mut source = std::error::Error::source(e);
+    let mut io = false;
+    while let Some(s) = source {
+        if let Some(h2) = s.downcast_ref::<h2::Error>() {
+            // A REFUSED_STREAM reset, or a stream above the last-stream-id
+            // of the server's GOAWAY (h2 fails exactly those with a remote
+            // go-away error): RFC 9113 §8.7 says neither was processed.
+            if h2.is_remote() && h2.reason() == Some(h2::Reason::REFUSED_STREAM) && h2.is_reset() {
+                return Fate::NotProcessed;
+            }
+            if h2.is_remote() && h2.is_go_away() {
+                return Fate::NotProcessed;
+            }
+            if h2.is_io() {
+                return Fate::Ambiguous;
+            }
+            if h2.is_go_away() {
+                // Our side gave up on the connection (keep-alive timeout,
+                // protocol error) with this stream open.
+                return Fate::Ambiguous;
+            }
+            return Fate::Failed;
+        }
+        if let Some(h) = s.downcast_ref::<hyper::Error>() {
+            if h.is_canceled() {
+                // Queued for a connection that closed before it went out.
+                return Fate::NotProcessed;
+            }
+            if h.is_closed() || h.is_incomplete_message() {
+                return Fate::Ambiguous;
+            }
+        }
+        if s.is::<std::io::Error>() {
+            io = true;
+        }
+        source = s.source();
+    }
+    if io {
+        Fate::Ambiguous
+    } else {
+        Fate::Failed
     }
 }
 
@@ -139,14 +372,70 @@ pub fn describe(e: reqwest::Error) -> String {
     text
 }
 
-/// `Retry-After` in seconds (the form APNs and Google use).
+/// `Retry-After` as RFC 9110 §10.2.3 allows it: delay-seconds (the form
+/// APNs and Google use) or an HTTP date (any of the three formats); a date
+/// in the past means "now".
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    parse_retry_after(v, std::time::SystemTime::now())
+}
+
+pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_or_an_http_date() {
+        // Sun, 06 Nov 1994 08:49:37 GMT, RFC 9110's example date.
+        let date = UNIX_EPOCH + Duration::from_secs(784_111_777);
+        let now = date - Duration::from_secs(90);
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(parse_retry_after(" 7 ", now), Some(Duration::from_secs(7)));
+        for form in [
+            "Sun, 06 Nov 1994 08:49:37 GMT",  // IMF-fixdate
+            "Sunday, 06-Nov-94 08:49:37 GMT", // obsolete RFC 850
+            "Sun Nov  6 08:49:37 1994",       // obsolete asctime
+        ] {
+            assert_eq!(
+                parse_retry_after(form, now),
+                Some(Duration::from_secs(90)),
+                "{form}"
+            );
+        }
+        // A date already past: retry now, not never.
+        assert_eq!(
+            parse_retry_after(
+                "Sun, 06 Nov 1994 08:49:37 GMT",
+                date + Duration::from_secs(5)
+            ),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-1", SystemTime::now()), None);
+    }
+
+    #[test]
+    fn reconnect_backoff_grows_and_is_capped() {
+        for failures in 1..40 {
+            let d = reconnect_delay(failures);
+            let full = RECONNECT_BASE
+                .saturating_mul(1 << (failures - 1).min(16))
+                .min(RECONNECT_MAX);
+            assert!(d >= full / 2 && d <= full, "{failures}: {d:?}");
+        }
+    }
 }

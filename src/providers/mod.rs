@@ -241,6 +241,22 @@ impl Providers {
         self.apns_tokens.iter().map(|t| t.signatures()).sum()
     }
 
+    /// Shares each FCM project's quota with the other processes on the
+    /// database (one round; the worker runs it every heartbeat).
+    pub async fn sync_fcm_quota(
+        &self,
+        pool: &sqlx::PgPool,
+        live_within: Duration,
+    ) -> Result<(), sqlx::Error> {
+        self.fcm_shared.sync_quota(pool, live_within).await
+    }
+
+    /// How long this process still holds an FCM project's sends after a
+    /// QUOTA_EXCEEDED (its own or another process's), if it does.
+    pub fn fcm_quota_hold(&self, project: &str) -> Option<Duration> {
+        self.fcm_shared.quota_hold(project)
+    }
+
     /// FCM OAuth access tokens fetched by this process.
     pub fn fcm_token_fetches(&self) -> u64 {
         self.fcm_shared.token_fetches()

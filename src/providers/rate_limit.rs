@@ -2,16 +2,27 @@
 //! sleeps until it, so a big campaign is spread out to exactly the
 //! configured rate instead of tripping the provider's quota and coming back
 //! as 429s. Up to `burst` sends may go at once after an idle period.
+//!
+//! A caller that gives up while waiting (its send timed out or was
+//! cancelled) hands its slot back, so timeouts do not eat the quota. When
+//! the provider says the quota is exceeded anyway, [`RateLimiter::back_off`]
+//! holds every caller of the limiter until the provider's Retry-After.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 pub struct RateLimiter {
+    /// The interval between sends at the whole configured rate.
     interval: Duration,
-    burst: Duration,
+    burst_count: u32,
+    /// How many processes share the rate (this one takes 1/share of it).
+    share: AtomicU32,
     next_free: Mutex<Instant>,
+    /// The end of the latest back-off.
+    held_until: Mutex<Option<Instant>>,
 }
 
 impl RateLimiter {
@@ -19,24 +30,96 @@ impl RateLimiter {
         let interval = Duration::from_secs(60) / rate.max(1);
         RateLimiter {
             interval,
-            // `burst` reservations fit between now - this and now.
-            burst: interval * (burst.max(1) - 1),
+            burst_count: burst.max(1),
+            share: AtomicU32::new(1),
             next_free: Mutex::new(Instant::now()),
+            held_until: Mutex::new(None),
         }
     }
 
-    /// Waits until this caller may send.
-    pub async fn acquire(&self) {
+    /// Takes 1/`processes` of the configured rate (and of its burst).
+    pub fn set_share(&self, processes: u32) {
+        self.share.store(processes.max(1), Ordering::Relaxed);
+    }
+
+    pub fn share(&self) -> u32 {
+        self.share.load(Ordering::Relaxed)
+    }
+
+    /// This process's interval between sends, and how far back unused
+    /// capacity reaches (`burst` reservations fit in it).
+    fn pace(&self) -> (Duration, Duration) {
+        let share = self.share();
+        let interval = self.interval * share;
+        let burst = (self.burst_count / share).max(1);
+        (interval, interval * (burst - 1))
+    }
+
+    /// Waits until this caller may send; `Err` with what is left of a hold
+    /// that began while it waited (the send should not go now).
+    pub async fn acquire(&self) -> Result<(), Duration> {
+        let (interval, burst) = self.pace();
         let wait_until = {
             let mut next = self.next_free.lock().unwrap();
             let now = Instant::now();
             // Unused capacity is kept for at most one burst.
-            let earliest = now.checked_sub(self.burst).unwrap_or(now);
+            let earliest = now.checked_sub(burst).unwrap_or(now);
             let slot = (*next).max(earliest);
-            *next = slot + self.interval;
+            *next = slot + interval;
             slot
         };
+        let mut unused = Unused {
+            limiter: self,
+            slot: Some(wait_until),
+        };
         tokio::time::sleep_until(wait_until).await;
+        unused.slot = None;
+        match self.held_for() {
+            Some(left) => Err(left),
+            None => Ok(()),
+        }
+    }
+
+    /// The provider said the quota is exceeded: nobody sends through this
+    /// limiter before `until`.
+    pub fn back_off(&self, until: Instant) {
+        let mut next = self.next_free.lock().unwrap();
+        if *next < until {
+            *next = until;
+        }
+        let mut held = self.held_until.lock().unwrap();
+        if held.is_none_or(|h| h < until) {
+            *held = Some(until);
+        }
+    }
+}
+
+impl RateLimiter {
+    /// How long a back-off still holds every caller, if it does.
+    pub fn held_for(&self) -> Option<Duration> {
+        let now = Instant::now();
+        let until = (*self.held_until.lock().unwrap())?;
+        (until > now).then(|| until - now)
+    }
+}
+
+/// A reserved slot whose wait was abandoned: dropped, it gives the slot
+/// back by moving the next free slot one interval earlier (the abandoned
+/// one is filled by the next caller instead of left empty).
+struct Unused<'a> {
+    limiter: &'a RateLimiter,
+    slot: Option<Instant>,
+}
+
+impl Drop for Unused<'_> {
+    fn drop(&mut self) {
+        let Some(slot) = self.slot else { return };
+        let mut next = self.limiter.next_free.lock().unwrap();
+        // A slot already past was as good as used; one at or after the
+        // next free slot was given back already by a back-off.
+        if slot > Instant::now() && slot < *next {
+            *next -= self.limiter.pace().0;
+        }
     }
 }
 
@@ -51,9 +134,49 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(1)).await; // idle: a full burst is available
         let start = Instant::now();
         for _ in 0..25 {
-            l.acquire().await;
+            l.acquire().await.unwrap();
         }
         // 5 go at once, the other 20 at 100 ms intervals.
         assert_eq!(start.elapsed(), Duration::from_millis(2000));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_share_takes_its_part_of_the_rate() {
+        // 600/min shared by 2 processes: one every 200 ms here, bursts of 2.
+        let l = RateLimiter::per_minute(600, 4);
+        l.set_share(2);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let start = Instant::now();
+        for _ in 0..12 {
+            l.acquire().await.unwrap();
+        }
+        assert_eq!(start.elapsed(), Duration::from_millis(2000));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_wait_gives_its_slot_back() {
+        // 60/min = one a second, no burst: the first goes now, the next at 1 s.
+        let l = RateLimiter::per_minute(60, 1);
+        l.acquire().await.unwrap();
+        let start = Instant::now();
+        // Reserves the 1 s slot, then gives up (its send timed out).
+        let gave_up = tokio::time::timeout(Duration::from_millis(300), l.acquire()).await;
+        assert!(gave_up.is_err());
+        // The slot it left is taken by the next caller, not wasted.
+        l.acquire().await.unwrap();
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
+        l.acquire().await.unwrap();
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_back_off_holds_every_caller() {
+        let l = RateLimiter::per_minute(600, 10);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let start = Instant::now();
+        l.back_off(start + Duration::from_secs(5));
+        assert_eq!(l.held_for(), Some(Duration::from_secs(5)));
+        l.acquire().await.unwrap();
+        assert_eq!(start.elapsed(), Duration::from_secs(5));
     }
 }

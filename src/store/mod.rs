@@ -13,6 +13,7 @@ pub mod devices;
 pub mod history;
 pub mod holds;
 pub mod notifications;
+pub mod quota;
 pub mod status;
 pub mod workers;
 
@@ -32,6 +33,7 @@ pub fn statements() -> impl Iterator<Item = (&'static str, &'static str)> {
         deliveries::STATEMENTS,
         devices::STATEMENTS,
         workers::STATEMENTS,
+        quota::STATEMENTS,
         history::STATEMENTS,
         holds::STATEMENTS,
         status::STATEMENTS,

@@ -114,6 +114,12 @@ impl Worker {
             wake_fanout.clone(),
             aux_stop.clone(),
         ));
+        aux.spawn(share_fcm_quota(
+            self.pool.clone(),
+            self.providers.clone(),
+            w.lease(),
+            aux_stop.clone(),
+        ));
         aux.spawn(maintenance::run(
             self.pool.clone(),
             w.lease(),
@@ -242,6 +248,26 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "host".into())
+}
+
+/// Shares the FCM projects' quotas with the other processes on the
+/// database, about once a second (a live process is one heard within a
+/// lease; a stopped one deregisters at once).
+async fn share_fcm_quota(
+    pool: sqlx::PgPool,
+    providers: Providers,
+    lease: std::time::Duration,
+    stop: CancellationToken,
+) {
+    loop {
+        if let Err(e) = providers.sync_fcm_quota(&pool, lease).await {
+            tracing::warn!(error = %e, "could not share the FCM quota with other processes; keeping the last share");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {},
+            _ = stop.cancelled() => return,
+        }
+    }
 }
 
 fn default_worker_id() -> String {

@@ -1,9 +1,14 @@
 //! APNs authentication: the provider token (an ES256 JWT per signing key,
 //! shared by every app and connection using the key, re-signed every
 //! `token_refresh_mins`) and certificate auth from a PKCS#12 file.
+//!
+//! Apple refuses a key's new token when the previous one is less than 20
+//! minutes old (`TooManyProviderTokenUpdates`); after that answer the token
+//! stops re-signing ([`ProviderToken::too_many_updates`]) and keeps using
+//! the token it has, which stays valid for an hour.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -19,8 +24,13 @@ pub struct ProviderToken {
     key: jsonwebtoken::EncodingKey,
     refresh_after: Duration,
     current: RwLock<Option<(Arc<str>, Instant)>>,
+    /// No re-signing before this (after TooManyProviderTokenUpdates).
+    hold_until: Mutex<Option<Instant>>,
     signatures: AtomicU64,
 }
+
+/// Apple's minimum time between two tokens of one key.
+pub const MIN_UPDATE_INTERVAL: Duration = Duration::from_secs(20 * 60);
 
 #[derive(serde::Serialize)]
 struct Claims<'a> {
@@ -41,6 +51,7 @@ impl ProviderToken {
             key: jsonwebtoken::EncodingKey::from_ec_pem(p8_pem)?,
             refresh_after,
             current: RwLock::new(None),
+            hold_until: Mutex::new(None),
             signatures: AtomicU64::new(0),
         })
     }
@@ -56,6 +67,9 @@ impl ProviderToken {
         match &*cur {
             // Another caller refreshed it while we waited for the lock.
             Some((t, at)) if at.elapsed() < self.refresh_after => t.clone(),
+            // Re-signing is on hold: the current token is still good for
+            // up to an hour, a new one would be refused.
+            Some((t, _)) if self.held() => t.clone(),
             _ => {
                 let t = self.sign();
                 *cur = Some((t.clone(), Instant::now()));
@@ -64,12 +78,35 @@ impl ProviderToken {
         }
     }
 
-    /// APNs rejected `used` as expired: re-sign, unless someone already did.
-    pub fn expired(&self, used: &Arc<str>) {
+    /// APNs rejected `used` as expired: re-sign, unless someone already
+    /// did. False when re-signing is on hold (the caller must not repeat).
+    pub fn expired(&self, used: &Arc<str>) -> bool {
+        if self.held() {
+            return false;
+        }
         let mut cur = self.current.write().unwrap();
         if cur.as_ref().is_some_and(|(t, _)| Arc::ptr_eq(t, used)) {
             *cur = Some((self.sign(), Instant::now()));
         }
+        true
+    }
+
+    /// APNs answered TooManyProviderTokenUpdates: no new token until 20
+    /// minutes after the current one was signed.
+    pub fn too_many_updates(&self) {
+        let signed = self.current.read().unwrap().as_ref().map(|(_, at)| *at);
+        let until = signed.unwrap_or_else(Instant::now) + MIN_UPDATE_INTERVAL;
+        let mut hold = self.hold_until.lock().unwrap();
+        if hold.is_none_or(|h| h < until) {
+            *hold = Some(until);
+        }
+    }
+
+    fn held(&self) -> bool {
+        self.hold_until
+            .lock()
+            .unwrap()
+            .is_some_and(|h| Instant::now() < h)
     }
 
     /// Signatures made so far (a handful per hour, whatever the volume).

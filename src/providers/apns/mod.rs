@@ -3,7 +3,10 @@
 //! Token auth: one ES256 provider JWT per signing key, shared by every app
 //! and connection that uses the key ([`auth`]). When APNs says
 //! `ExpiredProviderToken`, the token is re-signed once and the request
-//! repeated. Certificate auth (a PKCS#12 file as exported from Keychain, or
+//! repeated; if the token was signed moments ago, re-signing cannot help
+//! and the answer is a configuration error naming the clock.
+//! `TooManyProviderTokenUpdates` pauses the app briefly and holds the
+//! key's re-signing. The sandbox gateway may use its own key. Certificate auth (a PKCS#12 file as exported from Keychain, or
 //! a PEM certificate + key) is the alternative. Every reason Apple
 //! documents is mapped to an outcome in [`classify`]; the payload size is
 //! checked before anything is sent ([`payload`]).
@@ -43,6 +46,10 @@ pub enum ApnsSetupError {
     BadPkcs12 { path: PathBuf, cause: String },
     #[error("apns token_refresh_mins is {0}; Apple requires between 20 and 60")]
     BadRefresh(u64),
+    #[error("apns sandbox key needs both sandbox_key_id and sandbox_key_file (sandbox_team_id defaults to team_id)")]
+    PartialSandboxKey,
+    #[error("apns sandbox_key_id/sandbox_key_file/sandbox_team_id are for token auth; with a certificate, use one certificate valid for both environments")]
+    SandboxKeyWithCertificate,
     #[error("apns topic {topic:?} ends with {suffix:?}: give the bare bundle id ({bare:?}); the suffix is added per push type")]
     TopicHasSuffix {
         topic: String,
@@ -53,18 +60,53 @@ pub enum ApnsSetupError {
     NoTopic,
 }
 
+#[derive(Clone)]
 enum Auth {
     Token(Arc<ProviderToken>),
     Certificate,
 }
 
-pub struct Apns {
+/// One gateway (production or sandbox): its connections, URL and key.
+struct Gateway {
+    pool: Pool,
+    base: String,
     auth: Auth,
+}
+
+pub struct Apns {
     /// The bare bundle id.
     topic: String,
     push_type: PushType,
-    production: (Pool, String),
-    sandbox: (Pool, String),
+    token_update_pause: Duration,
+    production: Gateway,
+    sandbox: Gateway,
+}
+
+/// The provider token for a key, shared with other apps using it.
+fn provider_token(
+    team: &str,
+    key_id: &str,
+    path: &std::path::Path,
+    refresh: Duration,
+    tokens: &mut Vec<Arc<ProviderToken>>,
+) -> Result<Arc<ProviderToken>, ApnsSetupError> {
+    if let Some(t) = tokens
+        .iter()
+        .find(|t| t.team_id == team && t.key_id == key_id)
+    {
+        return Ok(t.clone());
+    }
+    let pem = http::read_file("apns key_file", path)?;
+    let t = Arc::new(
+        ProviderToken::new(team, key_id, &pem, refresh).map_err(|cause| {
+            ApnsSetupError::BadKey {
+                path: path.to_path_buf(),
+                cause,
+            }
+        })?,
+    );
+    tokens.push(t.clone());
+    Ok(t)
 }
 
 impl Apns {
@@ -75,6 +117,7 @@ impl Apns {
         tokens: &mut Vec<Arc<ProviderToken>>,
     ) -> Result<Apns, ApnsSetupError> {
         check_topic(&s.topic)?;
+        let refresh = Duration::from_secs(s.token_refresh_mins * 60);
         let (auth, identity) = match (&s.team_id, &s.key_id, &s.key_file, &s.certificate_file) {
             _ if s.pkcs12_file.is_some() => {
                 let path = s.pkcs12_file.as_deref().expect("checked");
@@ -87,33 +130,10 @@ impl Apns {
                 if !(20..=60).contains(&s.token_refresh_mins) {
                     return Err(ApnsSetupError::BadRefresh(s.token_refresh_mins));
                 }
-                let existing = tokens
-                    .iter()
-                    .find(|t| &t.team_id == team && &t.key_id == key_id)
-                    .cloned();
-                let token = match existing {
-                    Some(t) => t,
-                    None => {
-                        let pem = http::read_file("apns key_file", path)?;
-                        let t = Arc::new(
-                            ProviderToken::new(
-                                team,
-                                key_id,
-                                &pem,
-                                Duration::from_secs(s.token_refresh_mins * 60),
-                            )
-                            .map_err(|cause| {
-                                ApnsSetupError::BadKey {
-                                    path: path.clone(),
-                                    cause,
-                                }
-                            })?,
-                        );
-                        tokens.push(t.clone());
-                        t
-                    }
-                };
-                (Auth::Token(token), None)
+                (
+                    Auth::Token(provider_token(team, key_id, path, refresh, tokens)?),
+                    None,
+                )
             }
             (_, _, _, Some(cert)) => {
                 let mut pem = http::read_file("apns certificate_file", cert)?;
@@ -125,6 +145,19 @@ impl Apns {
             }
             _ => return Err(ApnsSetupError::NoAuth),
         };
+        let sandbox_auth = match (&s.sandbox_key_id, &s.sandbox_key_file, &auth) {
+            (None, None, _) if s.sandbox_team_id.is_none() => auth.clone(),
+            (Some(key_id), Some(path), Auth::Token(_)) => {
+                let team = s
+                    .sandbox_team_id
+                    .as_ref()
+                    .or(s.team_id.as_ref())
+                    .expect("token auth has a team_id");
+                Auth::Token(provider_token(team, key_id, path, refresh, tokens)?)
+            }
+            (_, _, Auth::Token(_)) => return Err(ApnsSetupError::PartialSandboxKey),
+            (_, _, Auth::Certificate) => return Err(ApnsSetupError::SandboxKeyWithCertificate),
+        };
         let pool = |identity: Option<(Vec<u8>, &std::path::Path)>| {
             Pool::new(ClientOptions {
                 connections: s.connections,
@@ -134,24 +167,23 @@ impl Apns {
             })
         };
         Ok(Apns {
-            production: (
-                pool(identity.clone())?,
-                s.production_url.trim_end_matches('/').to_owned(),
-            ),
-            sandbox: (
-                pool(identity)?,
-                s.sandbox_url.trim_end_matches('/').to_owned(),
-            ),
-            auth,
+            production: Gateway {
+                pool: pool(identity.clone())?,
+                base: s.production_url.trim_end_matches('/').to_owned(),
+                auth,
+            },
+            sandbox: Gateway {
+                pool: pool(identity)?,
+                base: s.sandbox_url.trim_end_matches('/').to_owned(),
+                auth: sandbox_auth,
+            },
             topic: s.topic.clone(),
             push_type: s.push_type,
+            token_update_pause: Duration::from_secs(s.token_update_pause_secs.max(1)),
         })
     }
 }
-
-/// The configured topic must be the bare bundle id: a suffixed one would
-/// be suffixed again (`com.b.voip.voip`), and Apple answers that
-/// `DeviceTokenNotForTopic` for every device.
+/// The configured topic is the bare bundle id: suffixes follow the push type.
 fn check_topic(topic: &str) -> Result<(), ApnsSetupError> {
     if topic.trim().is_empty() {
         return Err(ApnsSetupError::NoTopic);
@@ -181,6 +213,7 @@ impl Apns {
         }
     }
 }
+
 #[derive(Deserialize)]
 struct ErrorBody {
     reason: String,
@@ -199,11 +232,11 @@ impl Provider for Apns {
         let collapse_id = msg.collapse_id();
         let body = bytes::Bytes::from(payload(msg.content, push_type, &collapse_id)?);
         let topic = push_type.topic(&self.topic);
-        let (pool, base) = match msg.environment {
-            Environment::Production => (&self.production.0, &self.production.1),
-            Environment::Sandbox => (&self.sandbox.0, &self.sandbox.1),
+        let gw = match msg.environment {
+            Environment::Production => &self.production,
+            Environment::Sandbox => &self.sandbox,
         };
-        let url = format!("{base}/3/device/{}", msg.token);
+        let url = format!("{}/3/device/{}", gw.base, msg.token);
         let apns_id = uuid::Uuid::new_v4().to_string();
         // Background pushes must use priority 5 (Apple rejects 10).
         let priority = match (msg.priority, push_type) {
@@ -213,32 +246,32 @@ impl Provider for Apns {
         let expiration = msg.apns_expiration().to_string();
         let mut resigned = false;
         loop {
-            let mut req = pool
-                .client()
-                .post(&url)
-                .header("apns-topic", &topic)
-                .header("apns-push-type", push_type.as_str())
-                .header("apns-priority", priority)
-                .header("apns-expiration", &expiration)
-                .header("apns-id", &apns_id)
-                // Always one: the collapse key, or the notification's id,
-                // so a duplicate after an ambiguous failure shows once.
-                .header("apns-collapse-id", &*collapse_id)
-                .header("content-type", "application/json")
-                .body(body.clone());
-            let bearer = match &self.auth {
-                Auth::Token(t) => {
-                    let b = t.bearer();
-                    req = req.header("authorization", &*b);
-                    Some(b)
-                }
+            let bearer = match &gw.auth {
+                Auth::Token(t) => Some(t.bearer()),
                 Auth::Certificate => None,
             };
-            let resp = req.send().await.map_err(|e| SendError::Transient {
-                status: None,
-                reason: http::describe(e),
-                retry_after: None,
-            })?;
+            let resp = gw
+                .pool
+                .send(|client| {
+                    let mut req = client
+                        .post(&url)
+                        .header("apns-topic", &topic)
+                        .header("apns-push-type", push_type.as_str())
+                        .header("apns-priority", priority)
+                        .header("apns-expiration", &expiration)
+                        .header("apns-id", &apns_id)
+                        // Always one: the collapse key, or the notification's
+                        // id, so a duplicate after an ambiguous failure shows
+                        // once.
+                        .header("apns-collapse-id", &*collapse_id)
+                        .header("content-type", "application/json")
+                        .body(body.clone());
+                    if let Some(b) = &bearer {
+                        req = req.header("authorization", &**b);
+                    }
+                    req
+                })
+                .await?;
             let status = resp.status().as_u16();
             if status == 200 {
                 let id = resp
@@ -259,11 +292,41 @@ impl Provider for Apns {
                 Some(b) => (b.reason, b.timestamp),
                 None => (String::from_utf8_lossy(&text).trim().to_owned(), None),
             };
-            if reason == "ExpiredProviderToken" && !resigned {
-                if let (Auth::Token(t), Some(b)) = (&self.auth, &bearer) {
-                    t.expired(b);
-                    resigned = true;
-                    continue;
+            if let (Auth::Token(t), Some(b)) = (&gw.auth, &bearer) {
+                match reason.as_str() {
+                    "ExpiredProviderToken" if resigned => {
+                        // The token was signed moments ago and cannot be
+                        // stale: the clocks disagree by more than an hour.
+                        return Err(SendError::Config {
+                            status: Some(status),
+                            reason: format!(
+                                "ExpiredProviderToken for a provider token signed just now (key {}): \
+                                 this host's clock is probably wrong; check NTP (timedatectl / chronyc tracking)",
+                                t.key_id
+                            ),
+                            pause: None,
+                        });
+                    }
+                    // Re-signed (unless re-signing is on hold): repeat once.
+                    "ExpiredProviderToken" if t.expired(b) => {
+                        resigned = true;
+                        continue;
+                    }
+                    "TooManyProviderTokenUpdates" => {
+                        t.too_many_updates();
+                        return Err(SendError::Config {
+                            status: Some(status),
+                            reason: format!(
+                                "TooManyProviderTokenUpdates: key {} was re-signed within Apple's 20 minutes; \
+                                 keeping the current token and pausing {} s (several processes or hosts signing \
+                                 with one key each re-sign on their own: that is fine at token_refresh_mins >= 20)",
+                                t.key_id,
+                                self.token_update_pause.as_secs()
+                            ),
+                            pause: Some(self.token_update_pause),
+                        });
+                    }
+                    _ => {}
                 }
             }
             return Err(classify(status, &reason, timestamp, retry_after));

@@ -3,7 +3,10 @@
 //! Auth ([`auth`]): a service account's OAuth access token, refreshed by one
 //! caller at a time. A send rejected as UNAUTHENTICATED refreshes the token
 //! once and is repeated. Sends are spread by a per-project rate limiter
-//! (600,000/min by default, Google's default quota). The message mapping is
+//! (600,000/min by default, Google's default quota); a 429 QUOTA_EXCEEDED
+//! holds the whole project's limiter until its Retry-After. Processes on
+//! one database share each project's rate and its holds
+//! ([`Shared::sync_quota`]). The message mapping is
 //! in [`message`], the answers' meaning in [`classify`].
 
 pub mod auth;
@@ -24,6 +27,24 @@ use super::http::{self, ClientOptions, HttpSetupError, Pool};
 use super::rate_limit::RateLimiter;
 use super::{Accepted, Message, Provider, SendError};
 use crate::config::FcmSettings;
+
+/// How long a project's sends wait after QUOTA_EXCEEDED without Retry-After.
+const QUOTA_BACK_OFF: Duration = Duration::from_secs(60);
+
+/// The project's sends are held after a QUOTA_EXCEEDED. Waiting it out
+/// inside the send would time the send out and spend its attempt: the app
+/// pauses instead, attempt kept.
+fn quota_hold(left: Duration) -> SendError {
+    SendError::Config {
+        status: Some(429),
+        reason: format!(
+            "FCM project quota exceeded (QUOTA_EXCEEDED): the project's sends wait {} s; \
+             if this repeats, lower rate_per_minute or ask Google for more quota",
+            left.as_secs().max(1)
+        ),
+        pause: Some(left),
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum FcmSetupError {
@@ -51,6 +72,39 @@ pub struct Shared {
 impl Shared {
     pub fn token_fetches(&self) -> u64 {
         self.tokens.iter().map(|(_, t)| t.fetches()).sum()
+    }
+
+    pub fn quota_hold(&self, project: &str) -> Option<Duration> {
+        let (_, l) = self.limiters.iter().find(|(p, _)| p == project)?;
+        l.held_for()
+    }
+
+    /// One round of sharing each project's quota with the other processes
+    /// on the database: this process's QUOTA_EXCEEDED holds go out, the
+    /// others' come in, and each limiter takes 1/live of its rate.
+    pub async fn sync_quota(
+        &self,
+        pool: &sqlx::PgPool,
+        live_within: Duration,
+    ) -> Result<(), sqlx::Error> {
+        if self.limiters.is_empty() {
+            return Ok(());
+        }
+        let holds: Vec<(String, f64)> = self
+            .limiters
+            .iter()
+            .map(|(p, l)| (p.clone(), l.held_for().map_or(0.0, |d| d.as_secs_f64())))
+            .collect();
+        for q in crate::store::quota::sync(pool, live_within, &holds).await? {
+            let Some((_, l)) = self.limiters.iter().find(|(p, _)| *p == q.project) else {
+                continue;
+            };
+            l.set_share(q.live.clamp(1, u32::MAX as i64) as u32);
+            if q.held_secs > 0.0 {
+                l.back_off(tokio::time::Instant::now() + Duration::from_secs_f64(q.held_secs));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -125,24 +179,23 @@ impl Provider for Fcm {
 
     async fn send(&self, msg: &Message<'_>) -> Result<Accepted, SendError> {
         let body = bytes::Bytes::from(serde_json::to_vec(&message(msg)?).expect("JSON serializes"));
-        self.limiter.acquire().await;
+        if let Some(left) = self.limiter.held_for() {
+            return Err(quota_hold(left));
+        }
+        self.limiter.acquire().await.map_err(quota_hold)?;
         let mut refreshed = false;
         loop {
             let bearer = self.token.bearer().await?;
             let resp = self
                 .pool
-                .client()
-                .post(&self.send_url)
-                .header("authorization", &*bearer)
-                .header("content-type", "application/json")
-                .body(body.clone())
-                .send()
-                .await
-                .map_err(|e| SendError::Transient {
-                    status: None,
-                    reason: http::describe(e),
-                    retry_after: None,
-                })?;
+                .send(|client| {
+                    client
+                        .post(&self.send_url)
+                        .header("authorization", &*bearer)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                })
+                .await?;
             let status = resp.status().as_u16();
             let retry_after = http::retry_after(resp.headers());
             let text = resp.bytes().await.map_err(|e| SendError::Transient {
@@ -168,6 +221,14 @@ impl Provider for Fcm {
                 self.token.rejected(&bearer);
                 refreshed = true;
                 continue;
+            }
+            if status == 429 {
+                // The project's quota is spent: every send of this project
+                // waits, not just this one (Google: at least a minute when
+                // it does not say how long).
+                let wait = retry_after.unwrap_or(QUOTA_BACK_OFF);
+                self.limiter.back_off(tokio::time::Instant::now() + wait);
+                metrics::counter!("pushrelay_fcm_quota_exceeded_total").increment(1);
             }
             let (rpc_status, message) = rpc.map(|r| (r.status, r.message)).unwrap_or_default();
             return Err(classify(
