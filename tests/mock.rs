@@ -481,3 +481,65 @@ async fn random_fault_rates_apply_to_every_token() {
     assert!(started.elapsed() >= std::time::Duration::from_millis(300));
     assert_eq!(mock.stats().accepted, 1);
 }
+
+/// Like APNs: a new connection advertises one concurrent stream until the
+/// sender's provider token is accepted, then the real limit. Checked with a
+/// bare HTTP/2 client, which reports the limit the server advertised.
+#[tokio::test]
+async fn one_stream_until_the_provider_token_is_accepted() {
+    use rustls::pki_types::{pem::PemObject, CertificateDer, ServerName};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let mock = MockProviders::start(MockConfig {
+        max_concurrent_streams: 50,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(mock.ca_pem().as_bytes()).unwrap())
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let addr = mock.base_url().trim_start_matches("https://").to_owned();
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
+        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+        .await
+        .unwrap();
+    let (mut send, conn) = h2::client::handshake(stream).await.unwrap();
+    let mut conn = Box::pin(conn);
+    // Let the connection read the server's SETTINGS.
+    let drive = Duration::from_millis(300);
+    let _ = tokio::time::timeout(drive, conn.as_mut()).await;
+    assert_eq!(conn.max_concurrent_send_streams(), 1);
+
+    let jwt = provider_jwt(mock.apns_key(), chrono::Utc::now().timestamp());
+    let request = hyper::Request::post(format!("https://{addr}/3/device/{TOKEN}"))
+        .header("authorization", format!("bearer {jwt}"))
+        .header("apns-topic", "com.example.pushrelay")
+        .header("apns-push-type", "alert")
+        .body(())
+        .unwrap();
+    send = send.ready().await.unwrap();
+    let (response, mut body) = send.send_request(request, false).unwrap();
+    body.send_data(
+        bytes::Bytes::from_static(br#"{"aps":{"alert":"hi"}}"#),
+        true,
+    )
+    .unwrap();
+    let response = tokio::select! {
+        r = response => r.unwrap(),
+        r = conn.as_mut() => panic!("the connection ended first: {r:?}"),
+    };
+    assert_eq!(response.status(), 200);
+    let _ = tokio::time::timeout(drive, conn.as_mut()).await;
+    assert_eq!(conn.max_concurrent_send_streams(), 50);
+}

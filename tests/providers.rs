@@ -640,8 +640,9 @@ async fn the_client_respects_max_concurrent_streams(_: PgPoolOptions, opts: PgCo
     let daemon = start(&pool, s);
     notify_users(&pool, &users(0..60)).await;
     wait_for(&pool, OPEN, 0).await;
-    // Sixty concurrent sends over one connection allowing two streams: all
-    // queue for a stream, none is refused or retried.
+    // Sixty concurrent sends over one connection allowing one stream until
+    // the provider token is accepted, then two: all queue for a stream,
+    // none is refused or retried.
     assert_eq!(
         count(
             &pool,

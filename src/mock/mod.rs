@@ -530,8 +530,20 @@ async fn accept_loop(
                     let (state, kill, ctl) = (state.clone(), kill.clone(), ctl.clone());
                     async move {
                         ctl.in_flight.fetch_add(1, Ordering::AcqRel);
+                        let authenticated = ctl.authenticated.load(Ordering::Acquire);
+                        let path = req.uri().path();
+                        let send = path.starts_with("/3/") || path.starts_with("/v1/");
                         let outcome = handle(&state, req, client_cert).await;
                         ctl.in_flight.fetch_sub(1, Ordering::AcqRel);
+                        // Like APNs: one stream until the sender's
+                        // credentials are accepted, then the real limit.
+                        if send && !authenticated {
+                            if let Outcome::Answer(a) | Outcome::GoAway(a) = &outcome {
+                                if !matches!(a.status().as_u16(), 401 | 403) {
+                                    ctl.authenticated.store(true, Ordering::Release);
+                                }
+                            }
+                        }
                         match outcome {
                             Outcome::Answer(a) => Ok(a),
                             Outcome::GoAway(a) => {
@@ -556,7 +568,10 @@ async fn accept_loop(
             };
             let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                 .max_concurrent_streams(max_streams)
-                .serve_connection(TokioIo::new(conn::Wire::new(tls, ctl.clone())), service);
+                .serve_connection(
+                    TokioIo::new(conn::Wire::new(tls, ctl.clone(), max_streams)),
+                    service,
+                );
             let gone_away = async {
                 ctl.sent.notified().await;
                 // Answer the streams at or below the GOAWAY's last id (a

@@ -331,8 +331,11 @@ pub fn fate(e: &reqwest::Error) -> Fate {
             return Fate::Failed;
         }
         if let Some(h) = s.downcast_ref::<hyper::Error>() {
-            if h.is_canceled() {
-                // Queued for a connection that closed before it went out.
+            // Queued for a connection that closed before it went out
+            // (hyper says "dispatch task is gone" when the connection's
+            // task ended with the request still in its queue; in-flight
+            // streams fail with the h2 error above instead).
+            if h.is_canceled() || h.to_string().contains("dispatch task is gone") {
                 return Fate::NotProcessed;
             }
             if h.is_closed() || h.is_incomplete_message() {

@@ -156,6 +156,14 @@ pub trait Provider: Send + Sync + 'static {
     /// Recorded in every attempt (`apns`, `fcm`, `simulator`).
     fn name(&self) -> &'static str;
 
+    /// Waits until one more message may go (a provider's rate limit). The
+    /// caller calls it before every `send`, outside the send timeout:
+    /// waiting for a quota says nothing about the provider being slow, and
+    /// must not turn a backlog into timed-out attempts.
+    async fn admit(&self) -> Result<(), SendError> {
+        Ok(())
+    }
+
     /// Sends one message. Must not retry on its own: the caller records
     /// every attempt and schedules retries. Timeouts are the caller's too.
     async fn send(&self, msg: &Message<'_>) -> Result<Accepted, SendError>;
@@ -251,10 +259,10 @@ impl Providers {
         self.fcm_shared.sync_quota(pool, live_within).await
     }
 
-    /// How long this process still holds an FCM project's sends after a
-    /// QUOTA_EXCEEDED (its own or another process's), if it does.
-    pub fn fcm_quota_hold(&self, project: &str) -> Option<Duration> {
-        self.fcm_shared.quota_hold(project)
+    /// How long this process still sends an FCM project's messages at half
+    /// its rate after a QUOTA_EXCEEDED (its own or another process's).
+    pub fn fcm_quota_slowdown(&self, project: &str) -> Option<Duration> {
+        self.fcm_shared.quota_slowdown(project)
     }
 
     /// FCM OAuth access tokens fetched by this process.

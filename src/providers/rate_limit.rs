@@ -5,8 +5,11 @@
 //!
 //! A caller that gives up while waiting (its send timed out or was
 //! cancelled) hands its slot back, so timeouts do not eat the quota. When
-//! the provider says the quota is exceeded anyway, [`RateLimiter::back_off`]
-//! holds every caller of the limiter until the provider's Retry-After.
+//! the provider says the quota is exceeded anyway, [`RateLimiter::slow_down`]
+//! halves the rate until the provider's Retry-After has passed: others
+//! (other services, other hosts) evidently share the quota, but one
+//! QUOTA_EXCEEDED — Google also answers it for a single device sent too
+//! much — must not stop a whole project's sends.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
@@ -21,8 +24,8 @@ pub struct RateLimiter {
     /// How many processes share the rate (this one takes 1/share of it).
     share: AtomicU32,
     next_free: Mutex<Instant>,
-    /// The end of the latest back-off.
-    held_until: Mutex<Option<Instant>>,
+    /// The end of the latest slowdown.
+    slowed_until: Mutex<Option<Instant>>,
 }
 
 impl RateLimiter {
@@ -33,7 +36,7 @@ impl RateLimiter {
             burst_count: burst.max(1),
             share: AtomicU32::new(1),
             next_free: Mutex::new(Instant::now()),
-            held_until: Mutex::new(None),
+            slowed_until: Mutex::new(None),
         }
     }
 
@@ -49,15 +52,15 @@ impl RateLimiter {
     /// This process's interval between sends, and how far back unused
     /// capacity reaches (`burst` reservations fit in it).
     fn pace(&self) -> (Duration, Duration) {
-        let share = self.share();
+        // Slowed down: as if twice as many processes shared the rate.
+        let share = self.share() * if self.slowed_for().is_some() { 2 } else { 1 };
         let interval = self.interval * share;
         let burst = (self.burst_count / share).max(1);
         (interval, interval * (burst - 1))
     }
 
-    /// Waits until this caller may send; `Err` with what is left of a hold
-    /// that began while it waited (the send should not go now).
-    pub async fn acquire(&self) -> Result<(), Duration> {
+    /// Waits until this caller may send.
+    pub async fn acquire(&self) {
         let (interval, burst) = self.pace();
         let wait_until = {
             let mut next = self.next_free.lock().unwrap();
@@ -74,31 +77,23 @@ impl RateLimiter {
         };
         tokio::time::sleep_until(wait_until).await;
         unused.slot = None;
-        match self.held_for() {
-            Some(left) => Err(left),
-            None => Ok(()),
-        }
     }
 
-    /// The provider said the quota is exceeded: nobody sends through this
-    /// limiter before `until`.
-    pub fn back_off(&self, until: Instant) {
-        let mut next = self.next_free.lock().unwrap();
-        if *next < until {
-            *next = until;
-        }
-        let mut held = self.held_until.lock().unwrap();
-        if held.is_none_or(|h| h < until) {
-            *held = Some(until);
+    /// The provider said the quota is exceeded: half the rate until
+    /// `until`.
+    pub fn slow_down(&self, until: Instant) {
+        let mut slowed = self.slowed_until.lock().unwrap();
+        if slowed.is_none_or(|h| h < until) {
+            *slowed = Some(until);
         }
     }
 }
 
 impl RateLimiter {
-    /// How long a back-off still holds every caller, if it does.
-    pub fn held_for(&self) -> Option<Duration> {
+    /// How long the rate stays halved, if it is.
+    pub fn slowed_for(&self) -> Option<Duration> {
         let now = Instant::now();
-        let until = (*self.held_until.lock().unwrap())?;
+        let until = (*self.slowed_until.lock().unwrap())?;
         (until > now).then(|| until - now)
     }
 }
@@ -134,7 +129,7 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(1)).await; // idle: a full burst is available
         let start = Instant::now();
         for _ in 0..25 {
-            l.acquire().await.unwrap();
+            l.acquire().await;
         }
         // 5 go at once, the other 20 at 100 ms intervals.
         assert_eq!(start.elapsed(), Duration::from_millis(2000));
@@ -148,7 +143,7 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let start = Instant::now();
         for _ in 0..12 {
-            l.acquire().await.unwrap();
+            l.acquire().await;
         }
         assert_eq!(start.elapsed(), Duration::from_millis(2000));
     }
@@ -157,26 +152,35 @@ mod tests {
     async fn a_cancelled_wait_gives_its_slot_back() {
         // 60/min = one a second, no burst: the first goes now, the next at 1 s.
         let l = RateLimiter::per_minute(60, 1);
-        l.acquire().await.unwrap();
+        l.acquire().await;
         let start = Instant::now();
         // Reserves the 1 s slot, then gives up (its send timed out).
         let gave_up = tokio::time::timeout(Duration::from_millis(300), l.acquire()).await;
         assert!(gave_up.is_err());
         // The slot it left is taken by the next caller, not wasted.
-        l.acquire().await.unwrap();
+        l.acquire().await;
         assert_eq!(start.elapsed(), Duration::from_secs(1));
-        l.acquire().await.unwrap();
+        l.acquire().await;
         assert_eq!(start.elapsed(), Duration::from_secs(2));
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_back_off_holds_every_caller() {
-        let l = RateLimiter::per_minute(600, 10);
-        tokio::time::sleep(Duration::from_secs(1)).await;
+    async fn a_slowdown_halves_the_rate_until_it_ends() {
+        // 600/min = one every 100 ms, no burst; slowed: one every 200 ms.
+        let l = RateLimiter::per_minute(600, 1);
         let start = Instant::now();
-        l.back_off(start + Duration::from_secs(5));
-        assert_eq!(l.held_for(), Some(Duration::from_secs(5)));
-        l.acquire().await.unwrap();
-        assert_eq!(start.elapsed(), Duration::from_secs(5));
+        l.slow_down(start + Duration::from_secs(1));
+        assert_eq!(l.slowed_for(), Some(Duration::from_secs(1)));
+        for _ in 0..6 {
+            l.acquire().await;
+        }
+        // At 0, 200, …, 1000 ms (the last reserved while slowed, so the
+        // next is at 1200); then the full rate again: 1200, 1300, … 1600.
+        assert_eq!(start.elapsed(), Duration::from_millis(1000));
+        for _ in 0..5 {
+            l.acquire().await;
+        }
+        assert_eq!(start.elapsed(), Duration::from_millis(1600));
+        assert_eq!(l.slowed_for(), None);
     }
 }

@@ -182,11 +182,22 @@ impl Executor {
             content: &content,
         };
 
+        // The provider's rate limit, outside the send timeout (see `admit`).
+        let admitted = provider.admit().await;
+        if admitted.is_ok() {
+            if let Some(reason) = retry::expired_before_send(c.expires_at, Utc::now()) {
+                return unsent(job, DeliveryState::Expired, Some(reason));
+            }
+        }
         let started_at = Utc::now();
         let clock = Instant::now();
         let timeout = settings.worker.send_timeout();
         let mut timed_out = false;
-        let result = match tokio::time::timeout(timeout, provider.send(&msg)).await {
+        let send = async {
+            admitted?;
+            provider.send(&msg).await
+        };
+        let result = match tokio::time::timeout(timeout, send).await {
             Ok(r) => r,
             Err(_) => {
                 timed_out = true;
@@ -408,12 +419,25 @@ impl Executor {
             Verdict::PauseProvider { until, reason } => {
                 let hint =
                     guard::config_hint(platform, env, error.as_ref().map_or("", SendError::reason));
+                // A pause the provider asked for (a quota, token updates)
+                // passes by itself; a rejected setup needs the operator.
+                let asked = matches!(error, Some(SendError::Config { pause: Some(_), .. }));
                 if let Change::Opened { until } =
                     holds.hold(&c.app, env, until, &reason, hint.clone())
                 {
-                    metrics::counter!("pushrelay_provider_holds_total", "platform" => platform.as_str(), "reason" => "config_error").increment(1);
-                    tracing::error!(app = %c.app, %platform, environment = %env, %until, %reason, %hint,
-                        "the provider rejected this app's setup: its sends in this environment are paused; fix the app's provider settings");
+                    let why = if asked {
+                        "provider_pause"
+                    } else {
+                        "config_error"
+                    };
+                    metrics::counter!("pushrelay_provider_holds_total", "platform" => platform.as_str(), "reason" => why).increment(1);
+                    if asked {
+                        tracing::warn!(app = %c.app, %platform, environment = %env, %until, %reason,
+                            "the provider asked for a pause: this app environment's sends wait until it ends");
+                    } else {
+                        tracing::error!(app = %c.app, %platform, environment = %env, %until, %reason, %hint,
+                            "the provider rejected this app's setup: its sends in this environment are paused; fix the app's provider settings");
+                    }
                 }
                 done.next_attempt_at = Some(until);
                 done.undo = Undo::Attempt;

@@ -28,23 +28,9 @@ use super::rate_limit::RateLimiter;
 use super::{Accepted, Message, Provider, SendError};
 use crate::config::FcmSettings;
 
-/// How long a project's sends wait after QUOTA_EXCEEDED without Retry-After.
+/// How long a project's sends slow down after QUOTA_EXCEEDED without
+/// Retry-After.
 const QUOTA_BACK_OFF: Duration = Duration::from_secs(60);
-
-/// The project's sends are held after a QUOTA_EXCEEDED. Waiting it out
-/// inside the send would time the send out and spend its attempt: the app
-/// pauses instead, attempt kept.
-fn quota_hold(left: Duration) -> SendError {
-    SendError::Config {
-        status: Some(429),
-        reason: format!(
-            "FCM project quota exceeded (QUOTA_EXCEEDED): the project's sends wait {} s; \
-             if this repeats, lower rate_per_minute or ask Google for more quota",
-            left.as_secs().max(1)
-        ),
-        pause: Some(left),
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum FcmSetupError {
@@ -74,9 +60,9 @@ impl Shared {
         self.tokens.iter().map(|(_, t)| t.fetches()).sum()
     }
 
-    pub fn quota_hold(&self, project: &str) -> Option<Duration> {
+    pub fn quota_slowdown(&self, project: &str) -> Option<Duration> {
         let (_, l) = self.limiters.iter().find(|(p, _)| p == project)?;
-        l.held_for()
+        l.slowed_for()
     }
 
     /// One round of sharing each project's quota with the other processes
@@ -93,7 +79,7 @@ impl Shared {
         let holds: Vec<(String, f64)> = self
             .limiters
             .iter()
-            .map(|(p, l)| (p.clone(), l.held_for().map_or(0.0, |d| d.as_secs_f64())))
+            .map(|(p, l)| (p.clone(), l.slowed_for().map_or(0.0, |d| d.as_secs_f64())))
             .collect();
         for q in crate::store::quota::sync(pool, live_within, &holds).await? {
             let Some((_, l)) = self.limiters.iter().find(|(p, _)| *p == q.project) else {
@@ -101,7 +87,7 @@ impl Shared {
             };
             l.set_share(q.live.clamp(1, u32::MAX as i64) as u32);
             if q.held_secs > 0.0 {
-                l.back_off(tokio::time::Instant::now() + Duration::from_secs_f64(q.held_secs));
+                l.slow_down(tokio::time::Instant::now() + Duration::from_secs_f64(q.held_secs));
             }
         }
         Ok(())
@@ -177,12 +163,13 @@ impl Provider for Fcm {
         "fcm"
     }
 
+    async fn admit(&self) -> Result<(), SendError> {
+        self.limiter.acquire().await;
+        Ok(())
+    }
+
     async fn send(&self, msg: &Message<'_>) -> Result<Accepted, SendError> {
         let body = bytes::Bytes::from(serde_json::to_vec(&message(msg)?).expect("JSON serializes"));
-        if let Some(left) = self.limiter.held_for() {
-            return Err(quota_hold(left));
-        }
-        self.limiter.acquire().await.map_err(quota_hold)?;
         let mut refreshed = false;
         loop {
             let bearer = self.token.bearer().await?;
@@ -223,11 +210,11 @@ impl Provider for Fcm {
                 continue;
             }
             if status == 429 {
-                // The project's quota is spent: every send of this project
-                // waits, not just this one (Google: at least a minute when
-                // it does not say how long).
+                // Someone else shares the project's quota: every send of
+                // this project slows down, in every process (Google: at
+                // least a minute when it does not say how long).
                 let wait = retry_after.unwrap_or(QUOTA_BACK_OFF);
-                self.limiter.back_off(tokio::time::Instant::now() + wait);
+                self.limiter.slow_down(tokio::time::Instant::now() + wait);
                 metrics::counter!("pushrelay_fcm_quota_exceeded_total").increment(1);
             }
             let (rpc_status, message) = rpc.map(|r| (r.status, r.message)).unwrap_or_default();
