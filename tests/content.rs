@@ -328,7 +328,7 @@ async fn ttl_zero_is_sent_once_with_zero_expiry_and_never_retried(
     let mock = MockProviders::start(config).await.unwrap();
     // Queued a while before the daemon starts: "now or never" is counted
     // from the send, not from the insert.
-    notify(&pool, "alice", Some("code 1234"), json!({}), 0).await;
+    let id = notify(&pool, "alice", Some("code 1234"), json!({}), 0).await;
     let daemon = start(&pool, settings_for(&mock, "ttl0", false));
     wait_for(&pool, OPEN, 0).await;
 
@@ -354,6 +354,10 @@ async fn ttl_zero_is_sent_once_with_zero_expiry_and_never_retried(
         assert!(last_error.contains("ttl_seconds = 0"), "{last_error}");
     }
     assert_eq!(mock.stats().requests, 4);
+    // Support sees "now or never", not an expiry equal to the send time.
+    let status = pushrelay::store::status::load(&pool, id).await.unwrap();
+    let table = pushrelay::cli::render_table(&status);
+    assert!(table.contains("expires now or never"), "{table}");
     stop(daemon).await;
 }
 

@@ -86,12 +86,15 @@ pub fn render_table(n: &NotificationStatus) -> String {
             .map(|r| format!(" — {r}"))
             .unwrap_or_default()
     );
+    let expires = match n.ttl_seconds {
+        0 => "now or never (ttl 0: one try, at once)".to_owned(),
+        _ => ts(n.expires_at),
+    };
     let _ = writeln!(
         out,
-        "  created {}  send at {}  expires {}",
+        "  created {}  send at {}  expires {expires}",
         ts(n.created_at),
         ts(n.send_at),
-        ts(n.expires_at)
     );
     if n.deliveries.is_empty() {
         let _ = writeln!(out, "  no deliveries");

@@ -45,6 +45,8 @@ pub struct NotificationStatus {
     pub created_at: DateTime<Utc>,
     pub send_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// 0: "now or never", one try at once (`expires_at` is then `send_at`).
+    pub ttl_seconds: i32,
     pub fanned_out_at: Option<DateTime<Utc>>,
     #[sqlx(skip)]
     pub deliveries: Vec<DeliveryStatus>,
