@@ -7,12 +7,11 @@
 
 mod common;
 
-use std::path::PathBuf;
-
+use common::mock::*;
 use common::*;
 use pushrelay::config::{ProviderSettings, Settings};
 use pushrelay::content::PushType;
-use pushrelay::mock::{Fault, MockConfig, MockProviders, Received, Route, Rule};
+use pushrelay::mock::{Fault, MockConfig, MockProviders, Received, Route};
 use pushrelay::mock_setup::write_credentials;
 use pushrelay::model::Platform;
 use serde_json::{json, Value};
@@ -21,16 +20,6 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 const TOPIC: &str = "com.example.pushrelay";
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "pushrelay-content-{name}-{}-{}",
-        std::process::id(),
-        fastrand::u32(..)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// iOS on APNs (or on FCM with `ios_via_fcm`), Android on FCM, all at `mock`.
 fn settings_for(mock: &MockProviders, name: &str, ios_via_fcm: bool) -> Settings {
@@ -44,14 +33,6 @@ fn settings_for(mock: &MockProviders, name: &str, ios_via_fcm: bool) -> Settings
     });
     app.android = Some(ProviderSettings::Fcm(routes.fcm));
     s
-}
-
-fn rule(prefix: &str, fault: Fault, times: Option<u64>) -> Rule {
-    Rule {
-        token_prefix: prefix.into(),
-        fault,
-        times,
-    }
 }
 
 /// Inserts one inline notification for `user` as a producer would.

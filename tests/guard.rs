@@ -5,42 +5,19 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::mock::*;
 use common::*;
-use pushrelay::config::{ProviderSettings, Settings};
-use pushrelay::mock::{Fault, MockConfig, MockProviders, Rule};
-use pushrelay::mock_setup::{write_credentials, MockRoutes};
+use pushrelay::config::ProviderSettings;
+use pushrelay::mock::{Fault, MockConfig, MockProviders};
 use pushrelay::model::{Environment, Platform};
 use pushrelay::store::devices::{self, NewDevice};
 use pushrelay::store::holds;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
-
-fn settings_for(mock: &MockProviders, name: &str) -> (Settings, MockRoutes) {
-    let dir: PathBuf = std::env::temp_dir().join(format!(
-        "pushrelay-guard-{name}-{}-{}",
-        std::process::id(),
-        fastrand::u32(..)
-    ));
-    let routes = write_credentials(mock, &dir).unwrap();
-    let mut s = settings();
-    let app = s.apps.get_mut(APP).unwrap();
-    app.ios = Some(ProviderSettings::Apns(routes.apns.clone()));
-    app.android = Some(ProviderSettings::Fcm(routes.fcm.clone()));
-    (s, routes)
-}
-
-fn rule(prefix: &str, fault: Fault) -> Rule {
-    Rule {
-        token_prefix: prefix.into(),
-        fault,
-        times: None,
-    }
-}
 
 async fn add(pool: &PgPool, user: &str, platform: Platform, token: &str, env: Environment) {
     devices::register(
@@ -158,6 +135,7 @@ async fn a_wrong_topic_and_a_wrong_firebase_project_pause_instead_of_wiping_devi
                 status: 400,
                 reason: "DeviceTokenNotForTopic".into(),
             },
+            None,
         ),
         rule(
             "android-",
@@ -166,6 +144,7 @@ async fn a_wrong_topic_and_a_wrong_firebase_project_pause_instead_of_wiping_devi
                 code: "SENDER_ID_MISMATCH".into(),
                 message: None,
             },
+            None,
         ),
     ];
     let mock = MockProviders::start(config).await.unwrap();
@@ -294,7 +273,7 @@ async fn a_dormant_campaign_still_invalidates_exactly_the_dead_tokens(
         .await;
     }
     let mut config = MockConfig::default();
-    config.faults.rules = vec![rule("dead", Fault::Unregistered)];
+    config.faults.rules = vec![rule("dead", Fault::Unregistered, None)];
     let mock = MockProviders::start(config).await.unwrap();
     let (s, _) = settings_for(&mock, "dormant");
     let daemon = start(&pool, s);
@@ -349,6 +328,7 @@ async fn an_app_wide_reason_pauses_only_that_environment(_: PgPoolOptions, opts:
             status: 400,
             reason: "BadTopic".into(),
         },
+        None,
     )];
     let mock = MockProviders::start(config).await.unwrap();
     let (s, _) = settings_for(&mock, "app-wide");

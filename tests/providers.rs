@@ -3,50 +3,15 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
+use common::mock::*;
 use common::*;
-use pushrelay::config::{ProviderSettings, Settings};
-use pushrelay::mock::{Fault, Faults, MockConfig, MockProviders, Route, Rule};
-use pushrelay::mock_setup::{write_credentials, MockRoutes};
+use pushrelay::config::ProviderSettings;
+use pushrelay::mock::{Fault, Faults, MockConfig, MockProviders, Route};
 use pushrelay::model::Platform;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "pushrelay-test-{name}-{}-{}",
-        std::process::id(),
-        fastrand::u32(..)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Test settings with the app's iOS devices on APNs and Android devices on
-/// FCM, both pointing at `mock`.
-fn settings_for(mock: &MockProviders, name: &str) -> (Settings, MockRoutes) {
-    let routes = write_credentials(mock, &temp_dir(name)).unwrap();
-    let mut s = settings();
-    let app = s.apps.get_mut(APP).unwrap();
-    app.ios = Some(ProviderSettings::Apns(routes.apns.clone()));
-    app.android = Some(ProviderSettings::Fcm(routes.fcm.clone()));
-    (s, routes)
-}
-
-fn rule(prefix: &str, fault: Fault, times: Option<u64>) -> Rule {
-    Rule {
-        token_prefix: prefix.into(),
-        fault,
-        times,
-    }
-}
-
-/// User ids `u<i>` for `range`.
-fn users(range: std::ops::Range<usize>) -> Vec<String> {
-    range.map(|i| format!("u{i}")).collect()
-}
 
 /// One notification per user, in one statement (so one fan-out batch).
 async fn notify_users(pool: &PgPool, users: &[String]) {

@@ -2,6 +2,9 @@
 //! settings with fast retries, and a worker running in the background.
 #![allow(dead_code)]
 
+#[cfg(feature = "mock")]
+pub mod mock;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
