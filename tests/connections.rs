@@ -318,20 +318,14 @@ async fn an_expired_fresh_token_is_a_config_error_that_names_the_clock(
 async fn the_sandbox_gateway_signs_with_its_own_key(_: PgPoolOptions, opts: PgConnectOptions) {
     let pool = pool(&opts).await;
     let prod = add_device(&pool, "u1", Platform::Ios, &ios_token("ab", 1)).await;
-    let sandbox = pushrelay::store::devices::register(
+    let sandbox = add_device_in(
         &pool,
-        &pushrelay::store::devices::NewDevice {
-            app: APP,
-            user_id: "u2",
-            platform: Platform::Ios,
-            token: &ios_token("ab", 2),
-            environment: pushrelay::model::Environment::Sandbox,
-            locale: "en",
-            timezone: "UTC",
-        },
+        "u2",
+        Platform::Ios,
+        &ios_token("ab", 2),
+        pushrelay::model::Environment::Sandbox,
     )
-    .await
-    .unwrap();
+    .await;
     let mock = MockProviders::start(MockConfig::default()).await.unwrap();
     let (mut s, routes) = settings_for(&mock, "sandbox-key");
     // The mock only knows the production key: the sandbox key (same team,

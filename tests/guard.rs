@@ -14,26 +14,20 @@ use common::*;
 use pushrelay::config::ProviderSettings;
 use pushrelay::mock::{Fault, MockConfig, MockProviders};
 use pushrelay::model::{Environment, Platform};
-use pushrelay::store::devices::{self, NewDevice};
 use pushrelay::store::holds;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
-async fn add(pool: &PgPool, user: &str, platform: Platform, token: &str, env: Environment) {
-    devices::register(
-        pool,
-        &NewDevice {
-            app: APP,
-            user_id: user,
-            platform,
-            token,
-            environment: env,
-            locale: "en",
-            timezone: "UTC",
-        },
-    )
-    .await
-    .unwrap();
+/// Users `u0`…`u{n-1}`, each with a production iPhone (tokens `ab…`) and
+/// a sandbox one (tokens `5a…`, which the mock takes for sandbox tokens).
+async fn add_both_environments(pool: &PgPool, n: u32) {
+    for i in 0..n {
+        let user = format!("u{i}");
+        let prod = ios_token("ab", i);
+        add_device_in(pool, &user, Platform::Ios, &prod, Environment::Production).await;
+        let sandbox = ios_token("5a", i);
+        add_device_in(pool, &user, Platform::Ios, &sandbox, Environment::Sandbox).await;
+    }
 }
 
 /// One inline notification to each of `u0`…`u{n-1}`.
@@ -110,22 +104,8 @@ async fn a_wrong_topic_and_a_wrong_firebase_project_pause_instead_of_wiping_devi
     let pool = pool(&opts).await;
     for i in 0..200 {
         let user = format!("u{i}");
-        add(
-            &pool,
-            &user,
-            Platform::Ios,
-            &ios_token("ab", i),
-            Environment::Production,
-        )
-        .await;
-        add(
-            &pool,
-            &user,
-            Platform::Android,
-            &format!("android-{i}"),
-            Environment::Production,
-        )
-        .await;
+        add_device(&pool, &user, Platform::Ios, &ios_token("ab", i)).await;
+        add_device(&pool, &user, Platform::Android, &format!("android-{i}")).await;
     }
     let mut config = MockConfig::default();
     config.faults.rules = vec![
@@ -169,25 +149,7 @@ async fn swapped_gateway_urls_pause_both_environments_instead_of_wiping_devices(
     opts: PgConnectOptions,
 ) {
     let pool = pool(&opts).await;
-    for i in 0..200 {
-        let user = format!("u{i}");
-        add(
-            &pool,
-            &user,
-            Platform::Ios,
-            &ios_token("ab", i),
-            Environment::Production,
-        )
-        .await;
-        add(
-            &pool,
-            &user,
-            Platform::Ios,
-            &ios_token("5a", i),
-            Environment::Sandbox,
-        )
-        .await;
-    }
+    add_both_environments(&pool, 200).await;
     let mock = MockProviders::start(MockConfig {
         apns_sandbox_token_prefixes: vec!["5a".into()],
         ..MockConfig::default()
@@ -214,25 +176,7 @@ async fn swapped_gateway_urls_pause_both_environments_instead_of_wiping_devices(
 #[sqlx::test(migrations = false)]
 async fn the_right_gateways_deliver_to_both_environments(_: PgPoolOptions, opts: PgConnectOptions) {
     let pool = pool(&opts).await;
-    for i in 0..20 {
-        let user = format!("u{i}");
-        add(
-            &pool,
-            &user,
-            Platform::Ios,
-            &ios_token("ab", i),
-            Environment::Production,
-        )
-        .await;
-        add(
-            &pool,
-            &user,
-            Platform::Ios,
-            &ios_token("5a", i),
-            Environment::Sandbox,
-        )
-        .await;
-    }
+    add_both_environments(&pool, 20).await;
     let mock = MockProviders::start(MockConfig {
         apns_sandbox_token_prefixes: vec!["5a".into()],
         ..MockConfig::default()
@@ -263,12 +207,11 @@ async fn a_dormant_campaign_still_invalidates_exactly_the_dead_tokens(
     for i in 0..200 {
         // A quarter of the segment uninstalled the app long ago.
         let prefix = if i % 4 == 0 { "dead" } else { "ab" };
-        add(
+        add_device(
             &pool,
             &format!("u{i}"),
             Platform::Ios,
             &ios_token(prefix, i),
-            Environment::Production,
         )
         .await;
     }
@@ -299,25 +242,7 @@ async fn a_dormant_campaign_still_invalidates_exactly_the_dead_tokens(
 #[sqlx::test(migrations = false)]
 async fn an_app_wide_reason_pauses_only_that_environment(_: PgPoolOptions, opts: PgConnectOptions) {
     let pool = pool(&opts).await;
-    for i in 0..10 {
-        let user = format!("u{i}");
-        add(
-            &pool,
-            &user,
-            Platform::Ios,
-            &ios_token("ab", i),
-            Environment::Production,
-        )
-        .await;
-        add(
-            &pool,
-            &user,
-            Platform::Ios,
-            &ios_token("5a", i),
-            Environment::Sandbox,
-        )
-        .await;
-    }
+    add_both_environments(&pool, 10).await;
     let mut config = MockConfig {
         apns_sandbox_token_prefixes: vec!["5a".into()],
         ..MockConfig::default()
@@ -357,16 +282,7 @@ async fn an_app_wide_reason_pauses_only_that_environment(_: PgPoolOptions, opts:
 #[sqlx::test(migrations = false)]
 async fn rare_connection_resets_do_not_open_the_breaker(_: PgPoolOptions, opts: PgConnectOptions) {
     let pool = pool(&opts).await;
-    for i in 0..400 {
-        add(
-            &pool,
-            &format!("u{i}"),
-            Platform::Ios,
-            &ios_token("ab", i),
-            Environment::Production,
-        )
-        .await;
-    }
+    add_ios_users(&pool, "ab", 400).await;
     let mut config = MockConfig::default();
     config.faults.reset_rate = 0.01;
     let mock = MockProviders::start(config).await.unwrap();
@@ -395,16 +311,7 @@ async fn a_provider_failing_everything_with_503_opens_the_breaker(
     opts: PgConnectOptions,
 ) {
     let pool = pool(&opts).await;
-    for i in 0..20 {
-        add(
-            &pool,
-            &format!("u{i}"),
-            Platform::Ios,
-            &ios_token("ab", i),
-            Environment::Production,
-        )
-        .await;
-    }
+    add_ios_users(&pool, "ab", 20).await;
     let mut config = MockConfig::default();
     config.faults.unavailable_rate = 1.0;
     let mock = MockProviders::start(config).await.unwrap();
@@ -434,16 +341,7 @@ async fn a_provider_failing_everything_with_503_opens_the_breaker(
 #[sqlx::test(migrations = false)]
 async fn a_pause_recorded_by_another_process_is_honoured(_: PgPoolOptions, opts: PgConnectOptions) {
     let pool = pool(&opts).await;
-    for i in 0..10 {
-        add(
-            &pool,
-            &format!("u{i}"),
-            Platform::Ios,
-            &ios_token("ab", i),
-            Environment::Production,
-        )
-        .await;
-    }
+    add_ios_users(&pool, "ab", 10).await;
     // Another daemon's guard tripped a moment ago.
     sqlx::query(
         "INSERT INTO pushrelay.provider_holds

@@ -624,20 +624,14 @@ async fn the_client_respects_max_concurrent_streams(_: PgPoolOptions, opts: PgCo
 async fn certificate_auth_and_per_device_environments(_: PgPoolOptions, opts: PgConnectOptions) {
     let pool = pool(&opts).await;
     let prod = add_device(&pool, "u1", Platform::Ios, &ios_token("ab", 1)).await;
-    let sandbox = pushrelay::store::devices::register(
+    let sandbox = add_device_in(
         &pool,
-        &pushrelay::store::devices::NewDevice {
-            app: APP,
-            user_id: "u1",
-            platform: Platform::Ios,
-            token: &ios_token("ab", 2),
-            environment: pushrelay::model::Environment::Sandbox,
-            locale: "en",
-            timezone: "UTC",
-        },
+        "u1",
+        Platform::Ios,
+        &ios_token("ab", 2),
+        pushrelay::model::Environment::Sandbox,
     )
-    .await
-    .unwrap();
+    .await;
     let mock = MockProviders::start(MockConfig::default()).await.unwrap();
     let (mut s, routes) = settings_for(&mock, "cert");
     let mut apns = routes.apns.clone();

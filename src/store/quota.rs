@@ -1,5 +1,6 @@
 //! The FCM quota shared through the database: how many processes share
-//! each project's rate, and the QUOTA_EXCEEDED holds every process obeys.
+//! each project's rate, and the QUOTA_EXCEEDED slowdowns every process
+//! obeys.
 //! One statement per process per round (a second or so), none per send.
 
 use std::time::Duration;

@@ -100,6 +100,16 @@ pub fn ios_token(prefix: &str, n: u32) -> String {
 }
 
 pub async fn add_device(pool: &PgPool, user: &str, platform: Platform, token: &str) -> i64 {
+    add_device_in(pool, user, platform, token, Environment::Production).await
+}
+
+pub async fn add_device_in(
+    pool: &PgPool,
+    user: &str,
+    platform: Platform,
+    token: &str,
+    environment: Environment,
+) -> i64 {
     devices::register(
         pool,
         &NewDevice {
@@ -107,7 +117,7 @@ pub async fn add_device(pool: &PgPool, user: &str, platform: Platform, token: &s
             user_id: user,
             platform,
             token,
-            environment: Environment::Production,
+            environment,
             locale: "en",
             timezone: "UTC",
         },

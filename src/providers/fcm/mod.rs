@@ -66,8 +66,8 @@ impl Shared {
     }
 
     /// One round of sharing each project's quota with the other processes
-    /// on the database: this process's QUOTA_EXCEEDED holds go out, the
-    /// others' come in, and each limiter takes 1/live of its rate.
+    /// on the database: this process's QUOTA_EXCEEDED slowdowns go out,
+    /// the others' come in, and each limiter takes 1/live of its rate.
     pub async fn sync_quota(
         &self,
         pool: &sqlx::PgPool,
