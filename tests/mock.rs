@@ -543,3 +543,45 @@ async fn one_stream_until_the_provider_token_is_accepted() {
     let _ = tokio::time::timeout(drive, conn.as_mut()).await;
     assert_eq!(conn.max_concurrent_send_streams(), 50);
 }
+
+/// Apple refuses a key's *new* token within 20 minutes, not the same token
+/// arriving on several connections at once (what a daemon does when its
+/// connections open together). A different token is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_token_on_many_connections_at_once_is_not_an_update() {
+    let topic = MockConfig::default().apns_topic;
+    let send = |c: &reqwest::Client, mock: &MockProviders, jwt: Option<&str>| {
+        let mut req = c
+            .post(format!("{}/3/device/{TOKEN}", mock.base_url()))
+            .header("apns-topic", topic.as_str())
+            .header("apns-push-type", "alert")
+            .body(json!({"aps": {"alert": "hi"}}).to_string());
+        if let Some(j) = jwt {
+            req = req.header("authorization", format!("bearer {j}"));
+        }
+        req.send()
+    };
+    // A race: a few tries, each on a fresh mock (a fresh 20-minute window).
+    for _ in 0..5 {
+        let mock = MockProviders::start(MockConfig::default()).await.unwrap();
+        // Open the connections first (a request without a token is
+        // refused but keeps its connection), then one token on all at once.
+        let clients: Vec<reqwest::Client> = (0..16).map(|_| client(&mock)).collect();
+        for c in &clients {
+            assert_eq!(send(c, &mock, None).await.unwrap().status(), 403);
+        }
+        let now = chrono::Utc::now().timestamp();
+        let jwt = provider_jwt(mock.apns_key(), now);
+        let sends = clients.iter().map(|c| send(c, &mock, Some(&jwt)));
+        for answer in futures_util::future::join_all(sends).await {
+            assert_eq!(answer.unwrap().status(), 200);
+        }
+        assert_eq!(mock.stats().token_updates_refused, 0);
+
+        let newer = provider_jwt(mock.apns_key(), now + 1);
+        let resp = send(&clients[0], &mock, Some(&newer)).await.unwrap();
+        assert_eq!(resp.status(), 429);
+        let answer: Value = resp.json().await.unwrap();
+        assert_eq!(answer["reason"], "TooManyProviderTokenUpdates");
+    }
+}

@@ -227,8 +227,8 @@ pub(crate) struct State {
     /// Sends per FCM quota window since the start.
     quota_windows: Mutex<Vec<u64>>,
     started: std::time::Instant,
-    /// Per signing key: when its current JWT was first accepted.
-    key_updated: Mutex<HashMap<String, std::time::Instant>>,
+    /// Per signing key: its current JWT and when it was first accepted.
+    key_updated: Mutex<HashMap<String, (std::time::Instant, String)>>,
     token_updates_refused: AtomicU64,
     refused_streams: AtomicU64,
     goaways: AtomicU64,
