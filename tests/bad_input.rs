@@ -154,11 +154,6 @@ async fn bad_notifications_fail_with_a_reason_and_the_daemon_keeps_running(
         .execute(&pool)
         .await
         .unwrap();
-    wait_for(
-        &pool,
-        "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'delivered'",
-        1,
-    )
-    .await;
+    wait_for(&pool, DELIVERED, 1).await;
     stop(daemon).await;
 }

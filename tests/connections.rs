@@ -6,99 +6,30 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use common::mock::*;
 use common::*;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use pushrelay::config::ProviderSettings;
 use pushrelay::mock::{Fault, MockConfig, MockProviders, Quota};
 use pushrelay::mock_setup::write_credentials;
 use pushrelay::model::Platform;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
 
-/// One notification per user, in one statement (one burst).
-async fn notify_users(pool: &PgPool, users: &[String]) {
-    sqlx::query(
-        "INSERT INTO pushrelay.notifications (app, user_id, body, ttl_seconds)
-         SELECT 'bank', u, 'hello', 3600 FROM unnest($1::text[]) u",
-    )
-    .bind(users)
-    .execute(pool)
-    .await
-    .unwrap();
-}
-
-/// Counts the metrics the tests read. `#[sqlx::test]` runs on a
-/// current-thread runtime, so the daemon's tasks see this thread's recorder.
-#[derive(Default, Clone)]
-struct Counters(Arc<Mutex<HashMap<String, Arc<Count>>>>);
-
-#[derive(Default)]
-struct Count(AtomicU64);
-
-impl metrics::CounterFn for Count {
-    fn increment(&self, value: u64) {
-        self.0.fetch_add(value, Ordering::Relaxed);
-    }
-    fn absolute(&self, value: u64) {
-        self.0.store(value, Ordering::Relaxed);
-    }
-}
-
-impl Counters {
-    fn get(&self, name: &str) -> u64 {
-        self.0
-            .lock()
-            .unwrap()
-            .get(name)
-            .map_or(0, |c| c.0.load(Ordering::Relaxed))
-    }
-}
-
-impl metrics::Recorder for Counters {
-    fn describe_counter(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn describe_gauge(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn describe_histogram(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
-        let c = self
-            .0
-            .lock()
-            .unwrap()
-            .entry(key.name().to_owned())
-            .or_default()
-            .clone();
-        metrics::Counter::from_arc(c)
-    }
-    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
-        metrics::Gauge::noop()
-    }
-    fn register_histogram(
-        &self,
-        _: &metrics::Key,
-        _: &metrics::Metadata<'_>,
-    ) -> metrics::Histogram {
-        metrics::Histogram::noop()
-    }
+/// A counter's total over all its labels, as the daemon emitted it.
+/// `#[sqlx::test]` runs on a current-thread runtime, so the daemon's tasks
+/// see the recorder installed on the test's thread.
+fn counter(metrics: &Snapshotter, name: &str) -> u64 {
+    metrics
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, ..)| key.key().name() == name)
+        .map(|(.., value)| match value {
+            DebugValue::Counter(n) => n,
+            _ => 0,
+        })
+        .sum()
 }
 
 /// Each token's count in the mock's records of accepted pushes.
@@ -110,7 +41,6 @@ fn received_per_token(mock: &MockProviders) -> HashMap<String, usize> {
     m
 }
 
-const DELIVERED: &str = "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'delivered'";
 const MORE_THAN_ONE_ATTEMPT: &str = "SELECT count(*) FROM pushrelay.deliveries WHERE attempts <> 1";
 
 #[sqlx::test(migrations = false)]
@@ -118,8 +48,6 @@ async fn a_goaway_mid_burst_resends_the_unprocessed_streams_without_spending_att
     _: PgPoolOptions,
     opts: PgConnectOptions,
 ) {
-    let counters = Counters::default();
-    let _recorder = metrics::set_default_local_recorder(&counters);
     let pool = pool(&opts).await;
     add_ios_users(&pool, "a0", 300).await;
     let mut config = MockConfig::default();
@@ -153,8 +81,9 @@ async fn refused_streams_are_resent_at_once_without_spending_attempts(
     _: PgPoolOptions,
     opts: PgConnectOptions,
 ) {
-    let counters = Counters::default();
-    let _recorder = metrics::set_default_local_recorder(&counters);
+    let recorder = DebuggingRecorder::new();
+    let metrics = recorder.snapshotter();
+    let _recorder = metrics::set_default_local_recorder(&recorder);
     let pool = pool(&opts).await;
     add_ios_users(&pool, "7ef0", 20).await;
     let mut config = MockConfig::default();
@@ -169,7 +98,7 @@ async fn refused_streams_are_resent_at_once_without_spending_attempts(
     wait_for(&pool, DELIVERED, 20).await;
 
     assert_eq!(mock.stats().refused_streams, 20);
-    assert_eq!(counters.get("pushrelay_provider_resends_total"), 20);
+    assert_eq!(counter(&metrics, "pushrelay_provider_resends_total"), 20);
     assert_eq!(count(&pool, MORE_THAN_ONE_ATTEMPT).await, 0);
     // Re-sent inside the attempt: one receipt each, no failure recorded.
     assert_eq!(
@@ -189,8 +118,9 @@ async fn a_reset_connection_opens_no_breaker_and_spends_no_attempts(
     _: PgPoolOptions,
     opts: PgConnectOptions,
 ) {
-    let counters = Counters::default();
-    let _recorder = metrics::set_default_local_recorder(&counters);
+    let recorder = DebuggingRecorder::new();
+    let metrics = recorder.snapshotter();
+    let _recorder = metrics::set_default_local_recorder(&recorder);
     let pool = pool(&opts).await;
     add_ios_users(&pool, "a0", 200).await;
     let mut config = MockConfig::default();
@@ -220,7 +150,7 @@ async fn a_reset_connection_opens_no_breaker_and_spends_no_attempts(
     );
     assert_eq!(count(&pool, MORE_THAN_ONE_ATTEMPT).await, 0);
     assert_eq!(
-        counters.get("pushrelay_provider_holds_total"),
+        counter(&metrics, "pushrelay_provider_holds_total"),
         0,
         "no hold opened"
     );

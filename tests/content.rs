@@ -103,14 +103,7 @@ async fn each_push_type_reaches_apns_with_its_topic_suffix_priority_and_payload(
             assert_eq!(r.body["aps"]["alert"]["body"], "hi", "{t}");
         }
     }
-    assert_eq!(
-        count(
-            &pool,
-            "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'delivered'"
-        )
-        .await,
-        PushType::ALL.len() as i64
-    );
+    assert_eq!(count(&pool, DELIVERED).await, PushType::ALL.len() as i64);
     stop(daemon).await;
 }
 
@@ -468,14 +461,7 @@ async fn a_retry_after_an_ambiguous_failure_carries_the_same_collapse_id_and_tag
     let id = notify(&pool, "alice", Some("hi"), json!({}), 600).await;
     let daemon = start(&pool, settings_for(&mock, "dupes", false));
     wait_for(&pool, OPEN, 0).await;
-    assert_eq!(
-        count(
-            &pool,
-            "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'delivered'"
-        )
-        .await,
-        2
-    );
+    assert_eq!(count(&pool, DELIVERED).await, 2);
     let received = mock.received();
     let apns = by_route(&received, Route::Apns);
     assert_eq!(apns.len(), 2, "the device received the message twice");

@@ -89,14 +89,7 @@ async fn a_provider_that_panics_costs_no_slot_and_no_delivery(
     notify_range(&pool, 40, 70, "urgent").await;
     wait_for(&pool, OPEN, 0).await;
     assert_eq!(simulator.peak_in_flight(), 10);
-    assert_eq!(
-        count(
-            &pool,
-            "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'delivered'"
-        )
-        .await,
-        70
-    );
+    assert_eq!(count(&pool, DELIVERED).await, 70);
     assert_eq!(
         count(
             &pool,
@@ -162,14 +155,7 @@ async fn an_urgent_notification_overtakes_a_bulk_backlog(_: PgPoolOptions, opts:
     );
     // The backlog still drains completely.
     wait_for(&pool, OPEN, 0).await;
-    assert_eq!(
-        count(
-            &pool,
-            "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'delivered'"
-        )
-        .await,
-        2001
-    );
+    assert_eq!(count(&pool, DELIVERED).await, 2001);
     stop(daemon).await;
 }
 

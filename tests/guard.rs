@@ -50,11 +50,7 @@ impl Peak {
         let (pool, m, d) = (pool.clone(), max.clone(), done.clone());
         tokio::spawn(async move {
             while !d.load(Ordering::Relaxed) {
-                let n = count(
-                    &pool,
-                    "SELECT count(*) FROM pushrelay.devices WHERE invalidated_at IS NOT NULL",
-                )
-                .await;
+                let n = count(&pool, INVALIDATED).await;
                 m.fetch_max(n, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
@@ -187,14 +183,7 @@ async fn the_right_gateways_deliver_to_both_environments(_: PgPoolOptions, opts:
     let daemon = start(&pool, s);
     notify_all(&pool, 20).await;
     wait_for(&pool, OPEN, 0).await;
-    assert_eq!(
-        count(
-            &pool,
-            "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'delivered'"
-        )
-        .await,
-        40
-    );
+    assert_eq!(count(&pool, DELIVERED).await, 40);
     stop(daemon).await;
 }
 
@@ -259,12 +248,11 @@ async fn an_app_wide_reason_pauses_only_that_environment(_: PgPoolOptions, opts:
     let (s, _) = settings_for(&mock, "app-wide");
     let daemon = start(&pool, s);
     notify_all(&pool, 10).await;
-    let delivered = "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'delivered'";
-    wait_for(&pool, delivered, 10).await;
+    wait_for(&pool, DELIVERED, 10).await;
     wait_for(&pool, PENDING, 10).await;
     // Production keeps delivering while sandbox is paused.
     notify_all(&pool, 10).await;
-    wait_for(&pool, delivered, 20).await;
+    wait_for(&pool, DELIVERED, 20).await;
     wait_for(&pool, PENDING, 20).await;
     assert_eq!(
         count(&pool, "SELECT count(*) FROM pushrelay.deliveries d JOIN pushrelay.devices v ON v.id = d.device_id WHERE d.state = 'pending' AND v.environment = 'sandbox' AND d.attempts = 0").await,
@@ -293,14 +281,7 @@ async fn rare_connection_resets_do_not_open_the_breaker(_: PgPoolOptions, opts: 
     let daemon = start(&pool, s);
     notify_all(&pool, 400).await;
     wait_for(&pool, OPEN, 0).await;
-    assert_eq!(
-        count(
-            &pool,
-            "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'delivered'"
-        )
-        .await,
-        400
-    );
+    assert_eq!(count(&pool, DELIVERED).await, 400);
     assert!(holds::active(&pool, None).await.unwrap().is_empty());
     stop(daemon).await;
 }

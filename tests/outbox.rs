@@ -62,12 +62,7 @@ async fn readme_insert_in_a_committed_transaction_reaches_every_active_device(
         .unwrap();
     tx.commit().await.unwrap();
 
-    wait_for(
-        &pool,
-        "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'delivered'",
-        2,
-    )
-    .await;
+    wait_for(&pool, DELIVERED, 2).await;
     let mut devices: Vec<i64> =
         sqlx::query_scalar("SELECT device_id FROM pushrelay.deliveries ORDER BY device_id")
             .fetch_all(&pool)
@@ -156,14 +151,7 @@ async fn the_same_idempotency_key_twice_is_one_notification(
 
     let daemon = start(&pool, settings());
     wait_for(&pool, OPEN, 0).await;
-    assert_eq!(
-        count(
-            &pool,
-            "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'delivered'"
-        )
-        .await,
-        2
-    );
+    assert_eq!(count(&pool, DELIVERED).await, 2);
     assert_eq!(daemon.providers.simulator().unwrap().requests(), 2);
     stop(daemon).await;
 }
@@ -196,12 +184,7 @@ async fn scheduled_notifications_wait_and_expired_ones_are_never_sent(
     )
     .await;
     assert_eq!(early, 0);
-    wait_for(
-        &pool,
-        "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'delivered'",
-        1,
-    )
-    .await;
+    wait_for(&pool, DELIVERED, 1).await;
     let sent_after_send_at: i64 = count(
         &pool,
         "SELECT count(*) FROM pushrelay.attempts a JOIN pushrelay.deliveries d ON d.id = a.delivery_id

@@ -89,14 +89,7 @@ async fn deliveries_of_a_crashed_process_are_reclaimed_after_the_lease(
     s.worker.lease_secs = 4; // the rescuer looks every lease/4
     let b = start(&pool_b, s);
     wait_for(&pool_b, OPEN, 0).await;
-    assert_eq!(
-        count(
-            &pool_b,
-            "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'delivered'"
-        )
-        .await,
-        40
-    );
+    assert_eq!(count(&pool_b, DELIVERED).await, 40);
     assert_eq!(count(&pool_b, "SELECT count(*) FROM pushrelay.attempts WHERE outcome = 'lost' AND worker = 'crashing-worker'").await, 40);
     assert_eq!(b.providers.simulator().unwrap().accepted(), 40);
     stop(b).await;
@@ -133,14 +126,7 @@ async fn graceful_shutdown_finishes_in_flight_sends(_: PgPoolOptions, opts: PgCo
     stop(daemon).await;
 
     assert_eq!(count(&pool, "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'sending' OR lease_owner IS NOT NULL").await, 0);
-    assert_eq!(
-        count(
-            &pool,
-            "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'delivered'"
-        )
-        .await,
-        100
-    );
+    assert_eq!(count(&pool, DELIVERED).await, 100);
     assert_eq!(simulator.accepted(), 100);
 }
 
@@ -204,11 +190,6 @@ async fn the_listener_reconnects_after_losing_its_connection(
     .await;
 
     enqueue_each(&pool, 2).await;
-    wait_for(
-        &pool,
-        "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'delivered'",
-        4,
-    )
-    .await;
+    wait_for(&pool, DELIVERED, 4).await;
     stop(daemon).await;
 }

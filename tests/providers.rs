@@ -13,20 +13,6 @@ use pushrelay::model::Platform;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
-/// One notification per user, in one statement (so one fan-out batch).
-async fn notify_users(pool: &PgPool, users: &[String]) {
-    sqlx::query(
-        "INSERT INTO pushrelay.notifications (app, user_id, template, data, collapse_key, ttl_seconds)
-         SELECT 'bank', u, 'transfer_received',
-                '{\"amount\": \"12.50\", \"currency\": \"EUR\", \"sender\": \"ACME\"}', 'balance', 3600
-           FROM unnest($1::text[]) u",
-    )
-    .bind(users)
-    .execute(pool)
-    .await
-    .unwrap();
-}
-
 /// (state, attempts, outcomes of its attempts in order) of a device's delivery.
 async fn delivery_of(pool: &PgPool, device: i64) -> (String, i32, Vec<String>) {
     let (state, attempts): (String, i32) =
@@ -373,12 +359,7 @@ async fn one_provider_token_and_one_oauth_token_serve_many_requests_and_connecti
     app.android = Some(ProviderSettings::Fcm(fcm));
     let daemon = start(&pool, s);
     notify_users(&pool, &users(1..101)).await;
-    wait_for(
-        &pool,
-        "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'delivered'",
-        200,
-    )
-    .await;
+    wait_for(&pool, DELIVERED, 200).await;
 
     let stats = mock.stats();
     assert_eq!(stats.accepted, 200);
@@ -401,12 +382,7 @@ async fn one_provider_token_and_one_oauth_token_serve_many_requests_and_connecti
     // The 3 s access token is refreshed before it expires.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     notify_users(&pool, &["u1".to_string()]).await;
-    wait_for(
-        &pool,
-        "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'delivered'",
-        202,
-    )
-    .await;
+    wait_for(&pool, DELIVERED, 202).await;
     assert_eq!(mock.stats().oauth_token_requests, 2);
     assert_eq!(mock.stats().distinct_provider_jwts, 1);
     stop(daemon).await;
@@ -519,12 +495,7 @@ async fn every_device_receives_exactly_the_expected_payload(
     let (s, _) = settings_for(&mock, "payloads");
     let daemon = start(&pool, s);
     notify_users(&pool, &["alice".to_string(), "bob".to_string()]).await;
-    wait_for(
-        &pool,
-        "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'delivered'",
-        3,
-    )
-    .await;
+    wait_for(&pool, DELIVERED, 3).await;
     let expires: i64 = sqlx::query_scalar(
         "SELECT floor(extract(epoch FROM send_at + make_interval(secs => ttl_seconds)))::bigint FROM pushrelay.notifications WHERE user_id = 'alice'",
     )
@@ -764,12 +735,7 @@ async fn certificate_auth_from_a_pkcs12_file(_: PgPoolOptions, opts: PgConnectOp
     s.apps.get_mut(APP).unwrap().ios = Some(ProviderSettings::Apns(apns));
     let daemon = start(&pool, s);
     notify_users(&pool, &["u1".to_string()]).await;
-    wait_for(
-        &pool,
-        "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'delivered'",
-        1,
-    )
-    .await;
+    wait_for(&pool, DELIVERED, 1).await;
     assert_eq!(mock.stats().distinct_provider_jwts, 0);
     stop(daemon).await;
 }

@@ -109,14 +109,7 @@ async fn retry_after_is_honoured(_: PgPoolOptions, opts: PgConnectOptions) {
         gap_ms >= 1000.0,
         "retried {gap_ms} ms after a Retry-After of 1 s"
     );
-    assert_eq!(
-        count(
-            &pool,
-            "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'delivered'"
-        )
-        .await,
-        1
-    );
+    assert_eq!(count(&pool, DELIVERED).await, 1);
     stop(daemon).await;
 }
 

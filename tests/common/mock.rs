@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use pushrelay::config::{ProviderSettings, Settings};
 use pushrelay::mock::{Fault, MockProviders, Rule};
 use pushrelay::mock_setup::{write_credentials, MockRoutes};
+use sqlx::PgPool;
 
 use super::{settings, APP};
 
@@ -44,4 +45,18 @@ pub fn rule(prefix: &str, fault: Fault, times: Option<u64>) -> Rule {
 /// User ids `u<i>` for `range`.
 pub fn users(range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|i| format!("u{i}")).collect()
+}
+
+/// One notification per user, in one statement (so one fan-out batch).
+pub async fn notify_users(pool: &PgPool, users: &[String]) {
+    sqlx::query(
+        "INSERT INTO pushrelay.notifications (app, user_id, template, data, collapse_key, ttl_seconds)
+         SELECT 'bank', u, 'transfer_received',
+                '{\"amount\": \"12.50\", \"currency\": \"EUR\", \"sender\": \"ACME\"}', 'balance', 3600
+           FROM unnest($1::text[]) u",
+    )
+    .bind(users)
+    .execute(pool)
+    .await
+    .unwrap();
 }

@@ -194,3 +194,6 @@ pub async fn count(pool: &PgPool, sql: &str) -> i64 {
 pub const OPEN: &str =
     "SELECT (SELECT count(*) FROM pushrelay.notifications WHERE state = 'pending')
           + (SELECT count(*) FROM pushrelay.deliveries WHERE state IN ('pending', 'sending'))";
+
+/// Deliveries the provider accepted.
+pub const DELIVERED: &str = "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'delivered'";
