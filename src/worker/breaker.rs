@@ -116,13 +116,15 @@ impl KeyState {
     }
 }
 
-type Key = (String, Environment);
+/// One app's state in each environment (indexed by `Environment as usize`),
+/// so that a lookup borrows the app's name instead of building a key.
+type AppState = [KeyState; 2];
 
 #[derive(Debug)]
 pub struct Holds {
     breaker: BreakerRule,
     guard: GuardRule,
-    keys: Mutex<HashMap<Key, KeyState>>,
+    apps: Mutex<HashMap<String, AppState>>,
     opened: Mutex<Vec<Opened>>,
     /// Woken when a hold is opened.
     pub wake: tokio::sync::Notify,
@@ -143,38 +145,32 @@ impl Holds {
                 ..breaker
             },
             guard,
-            keys: Mutex::new(HashMap::new()),
+            apps: Mutex::new(HashMap::new()),
             opened: Mutex::new(Vec::new()),
             wake: tokio::sync::Notify::new(),
         }
     }
 
     fn with<T>(&self, app: &str, env: Environment, f: impl FnOnce(&mut KeyState) -> T) -> T {
-        let mut keys = self.keys.lock().unwrap();
-        // No allocation on the hot path once the key exists.
-        let state = match keys.get_mut(&(app.to_owned(), env)) {
+        let mut apps = self.apps.lock().unwrap();
+        // No allocation on the hot path once the app is known.
+        let state = match apps.get_mut(app) {
             Some(s) => s,
-            None => keys.entry((app.to_owned(), env)).or_default(),
+            None => apps.entry(app.to_owned()).or_default(),
         };
-        f(state)
+        f(&mut state[env as usize])
     }
 
     /// Apps held in every environment: their retries are not claimed.
     pub fn held(&self, now: DateTime<Utc>) -> Vec<String> {
-        let keys = self.keys.lock().unwrap();
-        let mut apps: Vec<String> = keys
+        let apps = self.apps.lock().unwrap();
+        let mut held: Vec<String> = apps
             .iter()
-            .filter(|((_, env), s)| {
-                *env == Environment::Production && s.held_until.is_some_and(|t| t > now)
-            })
-            .map(|((app, _), _)| app.clone())
-            .filter(|app| {
-                keys.get(&(app.clone(), Environment::Sandbox))
-                    .is_some_and(|s| s.held_until.is_some_and(|t| t > now))
-            })
+            .filter(|(_, envs)| envs.iter().all(|s| s.held_until.is_some_and(|t| t > now)))
+            .map(|(app, _)| app.clone())
             .collect();
-        apps.sort();
-        apps
+        held.sort();
+        held
     }
 
     /// Until when `app`'s `env` is on hold, if it is.
@@ -184,10 +180,8 @@ impl Holds {
         env: Environment,
         now: DateTime<Utc>,
     ) -> Option<DateTime<Utc>> {
-        let keys = self.keys.lock().unwrap();
-        keys.get(&(app.to_owned(), env))?
-            .held_until
-            .filter(|t| *t > now)
+        let apps = self.apps.lock().unwrap();
+        apps.get(app)?[env as usize].held_until.filter(|t| *t > now)
     }
 
     pub fn record_success(&self, app: &str, env: Environment, now: DateTime<Utc>) {

@@ -175,8 +175,7 @@ impl Guard {
                 let Some((reason, c)) = &a.rejected else {
                     continue;
                 };
-                // "SENDER_ID_MISMATCH: message" counts as its code.
-                let code = reason.split(':').next().unwrap_or(reason);
+                let code = code(reason);
                 match reasons.iter_mut().find(|(r, _)| *r == code) {
                     Some((_, n)) => *n += 1,
                     None => reasons.push((code, 1)),
@@ -210,9 +209,15 @@ impl Guard {
     }
 }
 
+/// The provider's code in a reason: "SENDER_ID_MISMATCH: message" is
+/// `SENDER_ID_MISMATCH`.
+fn code(reason: &str) -> &str {
+    reason.split(':').next().unwrap_or(reason).trim()
+}
+
 /// What an operator should check, in plain words, for a burst of `reason`.
 pub fn hint(platform: Platform, environment: Environment, reason: &str) -> String {
-    let code = reason.split(':').next().unwrap_or(reason).trim();
+    let code = code(reason);
     match code {
         "DeviceTokenNotForTopic" => format!(
             "every device answered DeviceTokenNotForTopic: the apns-topic (`topic`) is probably not this app's bundle id ({platform}, {environment})"
@@ -238,7 +243,7 @@ pub fn hint(platform: Platform, environment: Environment, reason: &str) -> Strin
 /// What an operator should fix, in plain words, for an app-wide
 /// configuration error the provider named.
 pub fn config_hint(platform: Platform, environment: Environment, reason: &str) -> String {
-    let code = reason.split(':').next().unwrap_or(reason).trim();
+    let code = code(reason);
     let what = match code {
         "BadTopic" | "TopicDisallowed" | "MissingTopic" => {
             "the apns-topic (`topic`) is not a bundle id this key or certificate may send to"
