@@ -232,6 +232,16 @@ impl Options {
         self.data_only == Some(true) || self.push_type == Some(PushType::Background)
     }
 
+    /// The push type a message goes as: its own, else `default`. Apple: a
+    /// push with only content-available is a background push, so a
+    /// data-only alert goes as one.
+    pub fn push_type_or(&self, default: PushType) -> PushType {
+        match self.push_type.unwrap_or(default) {
+            PushType::Alert if self.is_data_only() => PushType::Background,
+            p => p,
+        }
+    }
+
     /// `self` with every option `over` sets replacing its own (a message's
     /// options over its template's).
     pub fn merged(mut self, over: Options) -> Options {
@@ -262,19 +272,6 @@ impl Options {
     }
 }
 
-/// FCM's reserved `data` keys ("data … must not contain reserved words":
-/// `from`, `message_type`, or any word starting with `google` or `gcm`;
-/// `notification` is the legacy message's own block). The database trigger
-/// applies the same rule.
-pub fn reserved_data_key(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    k == "from"
-        || k == "message_type"
-        || k == "notification"
-        || k.starts_with("google")
-        || k.starts_with("gcm")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,38 +290,5 @@ mod tests {
         )
         .unwrap();
         assert_eq!(o.badge, Some(0));
-    }
-
-    #[test]
-    fn topic_suffixes_follow_apples_list() {
-        let t: Vec<String> = PushType::ALL.iter().map(|p| p.topic("com.b")).collect();
-        assert_eq!(
-            t,
-            [
-                "com.b",
-                "com.b",
-                "com.b.voip",
-                "com.b.complication",
-                "com.b.pushkit.fileprovider",
-                "com.b.location-query",
-                "com.b.push-type.liveactivity",
-                "com.b.voip-ptt",
-                "com.b"
-            ]
-        );
-    }
-
-    #[test]
-    fn reserved_keys() {
-        for k in [
-            "from",
-            "message_type",
-            "google.c.a",
-            "gcm.n.e",
-            "notification",
-        ] {
-            assert!(reserved_data_key(k), "{k}");
-        }
-        assert!(!reserved_data_key("amount"));
     }
 }

@@ -110,8 +110,11 @@ struct TemplateFile {
 struct Variant {
     has_title: bool,
     data_keys: Vec<String>,
-    /// Options as written; string values are rendered (`options.<key>`).
-    options: serde_json::Map<String, serde_json::Value>,
+    /// The options without a template in them, parsed and checked once.
+    options: Options,
+    /// Options whose value is a template (`options.<key>`): rendered, then
+    /// parsed, per message.
+    templated_options: Vec<String>,
 }
 
 pub struct Templates {
@@ -200,24 +203,38 @@ impl Templates {
             add(&format!("data.{key}"), src)?;
             data_keys.push(key);
         }
-        let mut options = serde_json::Map::with_capacity(file.options.len());
+        let mut fixed = serde_json::Map::with_capacity(file.options.len());
+        let mut templated_options = Vec::new();
         for (key, value) in file.options {
             let value = serde_json::to_value(&value).map_err(|e| format!("options.{key}: {e}"))?;
-            if let serde_json::Value::String(src) = &value {
-                add(&format!("options.{key}"), src.clone())?;
+            match value {
+                serde_json::Value::String(src) if src.contains("{{") || src.contains("{%") => {
+                    // Only its name can be checked before it is rendered.
+                    let probe = serde_json::json!({ key.as_str(): "" });
+                    if let Err(e) = Options::from_json(&probe) {
+                        if e.to_string().contains("unknown field") {
+                            return Err(format!("options: {e}"));
+                        }
+                    }
+                    add(&format!("options.{key}"), src)?;
+                    templated_options.push(key);
+                }
+                value => {
+                    fixed.insert(key, value);
+                }
             }
-            options.insert(key, value);
         }
-        // Checked as written, so an unknown key or a bad value stops the
-        // start-up instead of failing every send.
-        Options::from_json(&serde_json::Value::Object(options.clone()))
-            .map_err(|e| e.to_string())?;
+        // Checked here, so an unknown key or a bad value stops the start-up
+        // instead of failing every send.
+        let options =
+            Options::from_json(&serde_json::Value::Object(fixed)).map_err(|e| e.to_string())?;
         self.index.entry(name.to_owned()).or_default().insert(
             locale.to_owned(),
             Variant {
                 has_title,
                 data_keys,
                 options,
+                templated_options,
             },
         );
         Ok(())
@@ -304,16 +321,16 @@ impl Templates {
                 .iter()
                 .map(|k| Ok((k.clone(), render(&format!("data.{k}"))?)))
                 .collect::<Result<_, TemplateError>>()?,
-            options: if variant.options.is_empty() {
-                options
+            options: if variant.templated_options.is_empty() {
+                variant.options.clone().merged(options)
             } else {
-                let mut rendered = variant.options.clone();
-                for (key, value) in rendered.iter_mut() {
-                    if value.is_string() {
-                        *value = render(&format!("options.{key}"))?.into();
-                    }
-                }
-                Options::from_json(&serde_json::Value::Object(rendered))?.merged(options)
+                let rendered = variant
+                    .templated_options
+                    .iter()
+                    .map(|k| Ok((k.clone(), render(&format!("options.{k}"))?.into())))
+                    .collect::<Result<_, TemplateError>>()?;
+                let rendered = Options::from_json(&serde_json::Value::Object(rendered))?;
+                variant.options.clone().merged(rendered).merged(options)
             },
         })
     }
@@ -426,6 +443,40 @@ mod tests {
             .add("bad", "en", "body = \"b\"\n[options]\nbadgee = 1\n")
             .unwrap_err();
         assert!(err.contains("badgee"), "{err}");
+        let err = t
+            .add(
+                "bad",
+                "en",
+                "body = \"b\"\n[options]\nthread = \"{{ t }}\"\n",
+            )
+            .unwrap_err();
+        assert!(err.contains("thread"), "{err}");
+    }
+
+    #[test]
+    fn checked_options_can_be_templates_too() {
+        // As written, neither is a URL or a colour; rendered, both are.
+        let mut t = Templates::empty();
+        t.add(
+            "promo",
+            "en",
+            "body = \"b\"\n[options]\nimage = \"{{ image }}\"\ncolor = \"{{ color }}\"\n",
+        )
+        .unwrap();
+        let data = json!({"image": "https://cdn.example.com/a.png", "color": "#112233"});
+        let r = t
+            .render("promo", "en", "en", &data, Options::default())
+            .unwrap();
+        assert_eq!(
+            r.options.image.as_deref(),
+            Some("https://cdn.example.com/a.png")
+        );
+        assert_eq!(r.options.color.as_deref(), Some("#112233"));
+        let bad = json!({"image": "http://insecure/a.png", "color": "#112233"});
+        let err = t
+            .render("promo", "en", "en", &bad, Options::default())
+            .unwrap_err();
+        assert!(err.to_string().contains("image"), "{err}");
     }
 
     #[test]

@@ -97,16 +97,15 @@ const RECONNECT_MAX: Duration = Duration::from_secs(30);
 
 /// How a failed send's request fared, as far as the server is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fate {
+enum Fate {
     /// The connection could not be made: nothing was sent.
     NotConnected,
     /// Sent, but refused or cut off by GOAWAY before the server processed it.
     NotProcessed,
     /// Sent, then the connection dropped without an answer.
     Ambiguous,
-    /// Our own deadline passed while waiting for the answer.
-    TimedOut,
-    /// Anything else (the server reset the stream, a malformed answer).
+    /// Anything else (the server reset the stream, a malformed answer, our
+    /// own deadline passed).
     Failed,
 }
 
@@ -176,11 +175,11 @@ impl Pool {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
         let n = self.conns.len();
-        (0..n)
+        &(0..n)
             .map(|k| &self.conns[(start + k) % n])
             .find(|c| c.ready(now))
             .unwrap_or(&self.conns[start % n])
-            .client()
+            .client
     }
 
     /// Sends the request `build` makes, on the next healthy connection.
@@ -216,7 +215,7 @@ impl Pool {
                             metrics::counter!("pushrelay_provider_resends_total").increment(1);
                         }
                         Fate::Ambiguous => return Err(SendError::ConnectionLost { reason }),
-                        Fate::TimedOut | Fate::Failed => {
+                        Fate::Failed => {
                             return Err(SendError::Transient {
                                 status: None,
                                 reason,
@@ -262,10 +261,6 @@ impl Pool {
 }
 
 impl Conn {
-    fn client(&self) -> &reqwest::Client {
-        &self.client
-    }
-
     fn ready(&self, now: Instant) -> bool {
         self.health
             .lock()
@@ -300,12 +295,12 @@ fn reconnect_delay(failures: u32) -> Duration {
 }
 
 /// What the server can have seen of a request that failed with `e`.
-pub fn fate(e: &reqwest::Error) -> Fate {
+fn fate(e: &reqwest::Error) -> Fate {
     if e.is_connect() {
         return Fate::NotConnected;
     }
     if e.is_timeout() {
-        return Fate::TimedOut;
+        return Fate::Failed;
     }
     let mut source = std::error::Error::source(e);
     let mut io = false;
@@ -383,7 +378,7 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     parse_retry_after(v, std::time::SystemTime::now())
 }
 
-pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
@@ -433,12 +428,14 @@ mod tests {
 
     #[test]
     fn reconnect_backoff_grows_and_is_capped() {
-        for failures in 1..40 {
-            let d = reconnect_delay(failures);
-            let full = RECONNECT_BASE
-                .saturating_mul(1 << (failures - 1).min(16))
-                .min(RECONNECT_MAX);
-            assert!(d >= full / 2 && d <= full, "{failures}: {d:?}");
+        let ms = Duration::from_millis;
+        for _ in 0..100 {
+            let d = reconnect_delay(1);
+            assert!(d >= ms(125) && d <= ms(250), "1: {d:?}");
+            let d = reconnect_delay(2);
+            assert!(d >= ms(250) && d <= ms(500), "2: {d:?}");
+            let d = reconnect_delay(40);
+            assert!(d >= ms(15_000) && d <= ms(30_000), "40: {d:?}");
         }
     }
 }

@@ -110,6 +110,15 @@ fn status_suffix(status: Option<u16>) -> String {
 }
 
 impl SendError {
+    /// A configuration error that pauses for the configured time.
+    pub fn config(status: Option<u16>, reason: impl Into<String>) -> SendError {
+        SendError::Config {
+            status,
+            reason: reason.into(),
+            pause: None,
+        }
+    }
+
     pub fn status(&self) -> Option<u16> {
         match self {
             SendError::Transient { status, .. }
@@ -160,9 +169,7 @@ pub trait Provider: Send + Sync + 'static {
     /// caller calls it before every `send`, outside the send timeout:
     /// waiting for a quota says nothing about the provider being slow, and
     /// must not turn a backlog into timed-out attempts.
-    async fn admit(&self) -> Result<(), SendError> {
-        Ok(())
-    }
+    async fn admit(&self) {}
 
     /// Sends one message. Must not retry on its own: the caller records
     /// every attempt and schedules retries. Timeouts are the caller's too.

@@ -3,8 +3,8 @@
 //! configured rate instead of tripping the provider's quota and coming back
 //! as 429s. Up to `burst` sends may go at once after an idle period.
 //!
-//! A caller that gives up while waiting (its send timed out or was
-//! cancelled) hands its slot back, so timeouts do not eat the quota. When
+//! A caller that gives up while waiting (cancelled: the daemon is
+//! stopping) hands its slot back, so abandoned waits do not eat the quota. When
 //! the provider says the quota is exceeded anyway, [`RateLimiter::slow_down`]
 //! halves the rate until the provider's Retry-After has passed: others
 //! (other services, other hosts) evidently share the quota, but one
@@ -45,15 +45,12 @@ impl RateLimiter {
         self.share.store(processes.max(1), Ordering::Relaxed);
     }
 
-    pub fn share(&self) -> u32 {
-        self.share.load(Ordering::Relaxed)
-    }
-
     /// This process's interval between sends, and how far back unused
     /// capacity reaches (`burst` reservations fit in it).
     fn pace(&self) -> (Duration, Duration) {
         // Slowed down: as if twice as many processes shared the rate.
-        let share = self.share() * if self.slowed_for().is_some() { 2 } else { 1 };
+        let share =
+            self.share.load(Ordering::Relaxed) * if self.slowed_for().is_some() { 2 } else { 1 };
         let interval = self.interval * share;
         let burst = (self.burst_count / share).max(1);
         (interval, interval * (burst - 1))
@@ -72,8 +69,9 @@ impl RateLimiter {
             slot
         };
         let mut unused = Unused {
-            limiter: self,
+            next_free: &self.next_free,
             slot: Some(wait_until),
+            interval,
         };
         tokio::time::sleep_until(wait_until).await;
         unused.slot = None;
@@ -87,9 +85,7 @@ impl RateLimiter {
             *slowed = Some(until);
         }
     }
-}
 
-impl RateLimiter {
     /// How long the rate stays halved, if it is.
     pub fn slowed_for(&self) -> Option<Duration> {
         let now = Instant::now();
@@ -102,18 +98,21 @@ impl RateLimiter {
 /// back by moving the next free slot one interval earlier (the abandoned
 /// one is filled by the next caller instead of left empty).
 struct Unused<'a> {
-    limiter: &'a RateLimiter,
+    next_free: &'a Mutex<Instant>,
     slot: Option<Instant>,
+    /// The interval it was reserved at (the pace may have changed since).
+    interval: Duration,
 }
 
 impl Drop for Unused<'_> {
     fn drop(&mut self) {
         let Some(slot) = self.slot else { return };
-        let mut next = self.limiter.next_free.lock().unwrap();
+        let mut next = self.next_free.lock().unwrap();
         // A slot already past was as good as used; one at or after the
-        // next free slot was given back already by a back-off.
+        // next free slot was given back already (another abandoned wait
+        // moved the next free slot before it).
         if slot > Instant::now() && slot < *next {
-            *next -= self.limiter.pace().0;
+            *next -= self.interval;
         }
     }
 }
@@ -154,7 +153,7 @@ mod tests {
         let l = RateLimiter::per_minute(60, 1);
         l.acquire().await;
         let start = Instant::now();
-        // Reserves the 1 s slot, then gives up (its send timed out).
+        // Reserves the 1 s slot, then gives up (cancelled).
         let gave_up = tokio::time::timeout(Duration::from_millis(300), l.acquire()).await;
         assert!(gave_up.is_err());
         // The slot it left is taken by the next caller, not wasted.

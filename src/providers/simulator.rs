@@ -175,11 +175,9 @@ impl Provider for Simulator {
                 reason: "TooManyRequests".into(),
                 retry_after: Some(Duration::from_secs(retry_after)),
             }),
-            Some(Behaviour::ConfigError) => Err(SendError::Config {
-                status: Some(403),
-                reason: "InvalidProviderToken".into(),
-                pause: None,
-            }),
+            Some(Behaviour::ConfigError) => {
+                Err(SendError::config(Some(403), "InvalidProviderToken"))
+            }
             Some(Behaviour::Panic) => panic!("simulated provider bug (simulator rule `panic`)"),
             Some(Behaviour::Timeout) => {
                 std::future::pending::<()>().await;

@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::content::{Options, OptionsError};
 use crate::model::{Environment, Platform, Priority};
 
 const INSERT: &str = include_str!("notifications/insert.sql");
@@ -142,12 +143,23 @@ pub struct Content {
     pub body: Option<String>,
     pub data: serde_json::Value,
     pub collapse_key: Option<String>,
-    /// Content options as stored (`content::Options` as JSON; `null` when
-    /// the notification row is gone).
-    pub options: serde_json::Value,
+    #[sqlx(try_from = "serde_json::Value")]
+    pub options: StoredOptions,
     /// `ttl_seconds = 0`: one try, never retried, sent with a zero expiry.
     pub now_or_never: bool,
     pub expires_at: DateTime<Utc>,
+}
+
+/// A notification's content options, parsed once when its row is read:
+/// one [`Content`] serves every delivery of the notification. `None` when
+/// the notification row is gone.
+#[derive(Debug, Clone)]
+pub struct StoredOptions(pub Option<Result<Options, OptionsError>>);
+
+impl From<serde_json::Value> for StoredOptions {
+    fn from(v: serde_json::Value) -> StoredOptions {
+        StoredOptions((!v.is_null()).then(|| Options::from_json(&v)))
+    }
 }
 
 /// One fanned-out notification: its content, and per delivery (same index

@@ -16,19 +16,19 @@ pub struct ProjectQuota {
     /// Live processes, this one included.
     pub live: i64,
     pub project: String,
-    /// How long the project's sends are still held (0: not held).
-    pub held_secs: f64,
+    /// How long the project's sends are still slowed down (0: not slowed).
+    pub slowed_secs: f64,
 }
 
-/// Writes this process's holds (`(project, seconds left)`) and reads every
-/// project's share and hold.
+/// Writes this process's slowdowns (`(project, seconds left)`) and reads
+/// every project's share and slowdown.
 pub async fn sync(
     pool: &PgPool,
     live_within: Duration,
-    holds: &[(String, f64)],
+    slowdowns: &[(String, f64)],
 ) -> Result<Vec<ProjectQuota>, sqlx::Error> {
     let (projects, secs): (Vec<&str>, Vec<f64>) =
-        holds.iter().map(|(p, s)| (p.as_str(), *s)).unzip();
+        slowdowns.iter().map(|(p, s)| (p.as_str(), *s)).unzip();
     sqlx::query_as(SYNC)
         .bind(live_within.as_secs_f64())
         .bind(projects)

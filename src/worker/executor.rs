@@ -145,16 +145,19 @@ impl Executor {
                 Some("not sent again: ttl_seconds = 0 (now or never) allows one try only".into()),
             );
         }
-        if c.options.is_null() && c.template.is_none() && c.body.is_none() {
-            return unsent(
-                job,
-                DeliveryState::Failed,
-                Some(format!("not sent: notification {} no longer exists", c.id)),
-            );
-        }
-        let options = match Options::from_json(&c.options) {
-            Ok(o) => o,
-            Err(e) => return unsent(job, DeliveryState::Failed, Some(format!("not sent: {e}"))),
+        let options = match &c.options.0 {
+            Some(Ok(o)) => o.clone(),
+            Some(Err(e)) => {
+                return unsent(job, DeliveryState::Failed, Some(format!("not sent: {e}")))
+            }
+            None if c.template.is_none() && c.body.is_none() => {
+                return unsent(
+                    job,
+                    DeliveryState::Failed,
+                    Some(format!("not sent: notification {} no longer exists", c.id)),
+                )
+            }
+            None => Options::default(),
         };
         let content = match &c.template {
             Some(name) => {
@@ -183,30 +186,23 @@ impl Executor {
         };
 
         // The provider's rate limit, outside the send timeout (see `admit`).
-        let admitted = provider.admit().await;
-        if admitted.is_ok() {
-            if let Some(reason) = retry::expired_before_send(c.expires_at, Utc::now()) {
-                return unsent(job, DeliveryState::Expired, Some(reason));
-            }
+        provider.admit().await;
+        if let Some(reason) = retry::expired_before_send(c.expires_at, Utc::now()) {
+            return unsent(job, DeliveryState::Expired, Some(reason));
         }
         let started_at = Utc::now();
         let clock = Instant::now();
         let timeout = settings.worker.send_timeout();
-        let mut timed_out = false;
-        let send = async {
-            admitted?;
-            provider.send(&msg).await
-        };
-        let result = match tokio::time::timeout(timeout, send).await {
-            Ok(r) => r,
-            Err(_) => {
-                timed_out = true;
+        let (result, timed_out) = match tokio::time::timeout(timeout, provider.send(&msg)).await {
+            Ok(r) => (r, false),
+            Err(_) => (
                 Err(SendError::Transient {
                     status: None,
                     reason: format!("no answer within {} ms", timeout.as_millis()),
                     retry_after: None,
-                })
-            }
+                }),
+                true,
+            ),
         };
         let finished_at = started_at + clock.elapsed();
         let done = self.conclude(

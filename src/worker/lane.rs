@@ -482,7 +482,7 @@ fn job_of_retry(row: ClaimedRetry) -> Job {
             body: row.body,
             data: row.data.unwrap_or_default(),
             collapse_key: row.collapse_key,
-            options: row.options.unwrap_or_default(),
+            options: row.options.unwrap_or_default().into(),
             now_or_never: row.now_or_never,
             expires_at: row.expires_at,
         }),

@@ -294,11 +294,7 @@ mod tests {
             decide(dead.as_ref().err(), a),
             Verdict::TokenDead(_)
         ));
-        let cfg: Result<(), _> = Err(SendError::Config {
-            status: Some(403),
-            reason: "InvalidProviderToken".into(),
-            pause: None,
-        });
+        let cfg: Result<(), _> = Err(SendError::config(Some(403), "InvalidProviderToken"));
         assert_eq!(
             decide(cfg.as_ref().err(), a),
             Verdict::PauseProvider {

@@ -38,13 +38,10 @@ pub fn classify(
             | "TopicDisallowed"
             | "MissingTopic"
             | "InvalidPushType",
-        ) => SendError::Config {
-            status: status_code,
-            reason: reason_text(),
-            pause: None,
-        },
-        // Re-signing did not help: the clock or the key setup is off, but
-        // it may also be transient on Apple's side.
+        ) => SendError::config(status_code, reason_text()),
+        // Reached with certificate auth, or while re-signing is on hold
+        // (a token signed just now is a config error in `Apns::send`):
+        // possibly transient on Apple's side.
         (403, "ExpiredProviderToken") => SendError::Transient {
             status: status_code,
             reason: reason_text(),

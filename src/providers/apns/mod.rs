@@ -6,8 +6,9 @@
 //! repeated; if the token was signed moments ago, re-signing cannot help
 //! and the answer is a configuration error naming the clock.
 //! `TooManyProviderTokenUpdates` pauses the app briefly and holds the
-//! key's re-signing. The sandbox gateway may use its own key. Certificate auth (a PKCS#12 file as exported from Keychain, or
-//! a PEM certificate + key) is the alternative. Every reason Apple
+//! key's re-signing. The sandbox gateway may use its own key. Certificate
+//! auth (a PKCS#12 file as exported from Keychain, or a PEM certificate +
+//! key) is the alternative. Every reason Apple
 //! documents is mapped to an outcome in [`classify`]; the payload size is
 //! checked before anything is sent ([`payload`]).
 
@@ -29,7 +30,7 @@ use super::http::{self, ClientOptions, HttpSetupError, Pool};
 use super::{Accepted, Message, Provider, SendError};
 use crate::config::ApnsSettings;
 use crate::content::PushType;
-use crate::model::{Environment, Priority};
+use crate::model::Environment;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApnsSetupError {
@@ -201,19 +202,6 @@ fn check_topic(topic: &str) -> Result<(), ApnsSetupError> {
     Ok(())
 }
 
-impl Apns {
-    /// The push type of one message: its own, else the app's; an alert
-    /// that is data-only goes as a background push.
-    fn push_type(&self, msg: &Message<'_>) -> PushType {
-        let o = &msg.content.options;
-        match o.push_type.unwrap_or(self.push_type) {
-            // Apple: a push with only content-available is a background push.
-            PushType::Alert if o.is_data_only() => PushType::Background,
-            p => p,
-        }
-    }
-}
-
 #[derive(Deserialize)]
 struct ErrorBody {
     reason: String,
@@ -227,9 +215,9 @@ impl Provider for Apns {
     }
 
     async fn send(&self, msg: &Message<'_>) -> Result<Accepted, SendError> {
-        // Bytes: cloned for free if the request is repeated after re-signing.
-        let push_type = self.push_type(msg);
+        let push_type = msg.content.options.push_type_or(self.push_type);
         let collapse_id = msg.collapse_id();
+        // Bytes: cloned for free if the request is repeated after re-signing.
         let body = bytes::Bytes::from(payload(msg.content, push_type, &collapse_id)?);
         let topic = push_type.topic(&self.topic);
         let gw = match msg.environment {
@@ -238,11 +226,7 @@ impl Provider for Apns {
         };
         let url = format!("{}/3/device/{}", gw.base, msg.token);
         let apns_id = uuid::Uuid::new_v4().to_string();
-        // Background pushes must use priority 5 (Apple rejects 10).
-        let priority = match (msg.priority, push_type) {
-            (_, PushType::Background) | (Priority::Bulk, _) => "5",
-            (Priority::Urgent, _) => "10",
-        };
+        let priority = payload::priority(msg.priority, push_type);
         let expiration = msg.apns_expiration().to_string();
         let mut resigned = false;
         loop {
@@ -297,15 +281,11 @@ impl Provider for Apns {
                     "ExpiredProviderToken" if resigned => {
                         // The token was signed moments ago and cannot be
                         // stale: the clocks disagree by more than an hour.
-                        return Err(SendError::Config {
-                            status: Some(status),
-                            reason: format!(
+                        return Err(SendError::config(Some(status), format!(
                                 "ExpiredProviderToken for a provider token signed just now (key {}): \
                                  this host's clock is probably wrong; check NTP (timedatectl / chronyc tracking)",
                                 t.key_id
-                            ),
-                            pause: None,
-                        });
+                            )));
                     }
                     // Re-signed (unless re-signing is on hold): repeat once.
                     "ExpiredProviderToken" if t.expired(b) => {

@@ -6,15 +6,22 @@
 use serde_json::{Map, Value};
 
 use crate::content::{PushType, Sound};
+use crate::model::Priority;
 use crate::providers::SendError;
 use crate::templates::Rendered;
-
-pub const MAX_PAYLOAD: usize = 4096;
-pub const MAX_VOIP_PAYLOAD: usize = 5120;
 
 /// The custom key that carries the notification's id in a data-only push,
 /// so an app that shows its own notifications can drop a duplicate.
 pub const ID_KEY: &str = "pushrelay_id";
+
+/// `apns-priority`: 10 sends at once, 5 saves the device's power. Apple
+/// rejects 10 for a background push.
+pub fn priority(priority: Priority, push_type: PushType) -> &'static str {
+    match (priority, push_type) {
+        (_, PushType::Background) | (Priority::Bulk, _) => "5",
+        (Priority::Urgent, _) => "10",
+    }
+}
 
 /// The `aps` dictionary. A background or data-only push carries only
 /// `content-available: 1` (Apple: no alert, sound or badge); otherwise the

@@ -98,11 +98,7 @@ impl AccessToken {
             &claims,
             &self.key,
         )
-        .map_err(|e| SendError::Config {
-            status: None,
-            reason: format!("cannot sign the OAuth assertion: {e}"),
-            pause: None,
-        })?;
+        .map_err(|e| SendError::config(None, format!("cannot sign the OAuth assertion: {e}")))?;
         let resp = self
             .client
             .post(&self.token_uri)
@@ -132,11 +128,7 @@ impl AccessToken {
                     retry_after: None,
                 }
             } else {
-                SendError::Config {
-                    status: Some(status),
-                    reason,
-                    pause: None,
-                }
+                SendError::config(Some(status), reason)
             });
         }
         let t: TokenResponse = serde_json::from_slice(&text).map_err(|e| SendError::Transient {

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::providers::SendError;
 
 /// Google: back off at least a minute after QUOTA_EXCEEDED.
-const QUOTA_BACKOFF: Duration = Duration::from_secs(60);
+pub(super) const QUOTA_BACKOFF: Duration = Duration::from_secs(60);
 
 #[derive(Deserialize)]
 pub(super) struct RpcBody {
@@ -80,13 +80,8 @@ pub fn classify(
             status: s,
             reason: reason(),
         },
-        // The APNs or web-push credentials stored in Firebase are wrong, or
-        // the service account may not send for the project.
-        Some("THIRD_PARTY_AUTH_ERROR") | Some("PERMISSION_DENIED") => SendError::Config {
-            status: s,
-            reason: reason(),
-            pause: None,
-        },
+        // The APNs or web-push credentials stored in Firebase are wrong.
+        Some("THIRD_PARTY_AUTH_ERROR") => SendError::config(s, reason()),
         Some("QUOTA_EXCEEDED") => SendError::Transient {
             status: s,
             reason: reason(),
@@ -97,18 +92,11 @@ pub fn classify(
             reason: reason(),
             retry_after,
         },
-        _ if rpc_status == "PERMISSION_DENIED" => SendError::Config {
-            status: s,
-            reason: reason(),
-            pause: None,
-        },
         _ => match status {
-            // Our credentials or project are wrong (token refresh did not help).
-            401 | 403 | 404 => SendError::Config {
-                status: s,
-                reason: reason(),
-                pause: None,
-            },
+            // Our credentials or project are wrong (token refresh did not
+            // help), or the service account may not send for the project
+            // (PERMISSION_DENIED comes with 403).
+            401 | 403 | 404 => SendError::config(s, reason()),
             429 => SendError::Transient {
                 status: s,
                 reason: reason(),

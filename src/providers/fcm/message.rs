@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 
 use crate::content::{PushType, Sound};
 use crate::model::{Platform, Priority};
-use crate::providers::apns::payload::{aps, ID_KEY};
+use crate::providers::apns::payload::{self, aps, ID_KEY};
 use crate::providers::{Message, SendError};
 
 pub const MAX_PAYLOAD: usize = 4096;
@@ -36,10 +36,7 @@ pub fn message(msg: &Message<'_>) -> Result<Value, SendError> {
     let c = msg.content;
     let o = &c.options;
     let silent = o.is_data_only();
-    let push_type = match o.push_type.unwrap_or(PushType::Alert) {
-        PushType::Alert if silent => PushType::Background,
-        p => p,
-    };
+    let push_type = o.push_type_or(PushType::Alert);
     if msg.platform == Platform::Ios && !matches!(push_type, PushType::Alert | PushType::Background)
     {
         return Err(SendError::Permanent {
@@ -119,11 +116,10 @@ pub fn message(msg: &Message<'_>) -> Result<Value, SendError> {
         }
         Platform::Ios => {
             let mut headers = Map::new();
-            let priority = match (msg.priority, push_type) {
-                (_, PushType::Background) | (Priority::Bulk, _) => "5",
-                (Priority::Urgent, _) => "10",
-            };
-            headers.insert("apns-priority".into(), priority.into());
+            headers.insert(
+                "apns-priority".into(),
+                payload::priority(msg.priority, push_type).into(),
+            );
             headers.insert("apns-push-type".into(), push_type.as_str().into());
             headers.insert(
                 "apns-expiration".into(),

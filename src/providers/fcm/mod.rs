@@ -4,8 +4,8 @@
 //! caller at a time. A send rejected as UNAUTHENTICATED refreshes the token
 //! once and is repeated. Sends are spread by a per-project rate limiter
 //! (600,000/min by default, Google's default quota); a 429 QUOTA_EXCEEDED
-//! holds the whole project's limiter until its Retry-After. Processes on
-//! one database share each project's rate and its holds
+//! halves the project's rate until its Retry-After. Processes on one
+//! database share each project's rate and its slowdowns
 //! ([`Shared::sync_quota`]). The message mapping is
 //! in [`message`], the answers' meaning in [`classify`].
 
@@ -27,10 +27,6 @@ use super::http::{self, ClientOptions, HttpSetupError, Pool};
 use super::rate_limit::RateLimiter;
 use super::{Accepted, Message, Provider, SendError};
 use crate::config::FcmSettings;
-
-/// How long a project's sends slow down after QUOTA_EXCEEDED without
-/// Retry-After.
-const QUOTA_BACK_OFF: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum FcmSetupError {
@@ -76,18 +72,18 @@ impl Shared {
         if self.limiters.is_empty() {
             return Ok(());
         }
-        let holds: Vec<(String, f64)> = self
+        let slowdowns: Vec<(String, f64)> = self
             .limiters
             .iter()
             .map(|(p, l)| (p.clone(), l.slowed_for().map_or(0.0, |d| d.as_secs_f64())))
             .collect();
-        for q in crate::store::quota::sync(pool, live_within, &holds).await? {
+        for q in crate::store::quota::sync(pool, live_within, &slowdowns).await? {
             let Some((_, l)) = self.limiters.iter().find(|(p, _)| *p == q.project) else {
                 continue;
             };
             l.set_share(q.live.clamp(1, u32::MAX as i64) as u32);
-            if q.held_secs > 0.0 {
-                l.slow_down(tokio::time::Instant::now() + Duration::from_secs_f64(q.held_secs));
+            if q.slowed_secs > 0.0 {
+                l.slow_down(tokio::time::Instant::now() + Duration::from_secs_f64(q.slowed_secs));
             }
         }
         Ok(())
@@ -163,9 +159,8 @@ impl Provider for Fcm {
         "fcm"
     }
 
-    async fn admit(&self) -> Result<(), SendError> {
+    async fn admit(&self) {
         self.limiter.acquire().await;
-        Ok(())
     }
 
     async fn send(&self, msg: &Message<'_>) -> Result<Accepted, SendError> {
@@ -213,7 +208,7 @@ impl Provider for Fcm {
                 // Someone else shares the project's quota: every send of
                 // this project slows down, in every process (Google: at
                 // least a minute when it does not say how long).
-                let wait = retry_after.unwrap_or(QUOTA_BACK_OFF);
+                let wait = retry_after.unwrap_or(classify::QUOTA_BACKOFF);
                 self.limiter.slow_down(tokio::time::Instant::now() + wait);
                 metrics::counter!("pushrelay_fcm_quota_exceeded_total").increment(1);
             }
