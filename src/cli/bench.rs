@@ -245,8 +245,13 @@ async fn providers(
     };
     let faults = json!({ "mock": { "faults": faults } });
     std::fs::write(&config, toml::to_string(&faults)?)?;
-    let (mock, mut app) =
-        child::start_mock(&config, &dir.join("mock"), &dir.join("mock.log")).await?;
+    let (mock, mut app) = child::start_mock(
+        &config,
+        &dir.join("mock"),
+        &dir.join("mock.log"),
+        args.faults.is_some(),
+    )
+    .await?;
     for platform in ["ios", "android"] {
         anyhow::ensure!(
             app[platform].is_object(),

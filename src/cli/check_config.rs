@@ -32,20 +32,8 @@ pub(super) async fn run(settings: Settings) -> anyhow::Result<()> {
             // A running daemon paused a provider: the configuration on
             // disk is probably what is wrong.
             match store::holds::active(&pool, None).await {
-                Ok(pauses) => {
-                    for h in pauses {
-                        println!(
-                            "warning: sends of {}/{}/{} are paused until {} ({}): {} — check: {}",
-                            h.app,
-                            h.platform.as_str(),
-                            h.environment.as_str(),
-                            h.paused_until.format("%Y-%m-%d %H:%M:%S UTC"),
-                            h.kind,
-                            h.reason,
-                            h.hint
-                        );
-                    }
-                }
+                Ok(pauses) if pauses.is_empty() => {}
+                Ok(pauses) => print!("warning: {}", super::render_holds(&pauses)),
                 Err(e) => println!("note: could not read provider pauses: {e}"),
             }
         }

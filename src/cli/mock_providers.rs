@@ -12,6 +12,7 @@ pub(super) async fn run(
     listen: Option<std::net::SocketAddr>,
     dir: Option<PathBuf>,
     record: bool,
+    count_duplicates: bool,
 ) -> anyhow::Result<()> {
     let addr =
         match listen {
@@ -23,6 +24,7 @@ pub(super) async fn run(
     let config = crate::mock::MockConfig {
         faults: settings.mock.faults.clone(),
         record,
+        count_duplicates,
         ..Default::default()
     };
     let mock = crate::mock::MockProviders::start_on(addr, config).await?;

@@ -80,9 +80,14 @@ pub enum Command {
         /// Where to write the CA, keys and service account (default: mock.credentials_dir).
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// Do not keep what the mock accepted (for load tests: flat memory).
+        /// Do not keep what the mock accepted, nor count duplicates (for
+        /// load tests: flat memory, no work per request beyond answering).
         #[arg(long)]
         no_record: bool,
+        /// Count messages accepted twice for one device even with
+        /// --no-record (the fault-mix bench reports them).
+        #[arg(long)]
+        count_duplicates: bool,
     },
 }
 
@@ -156,10 +161,18 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             listen,
             dir,
             no_record,
+            count_duplicates,
         } => {
             let settings = Settings::load(config)?;
             telemetry::init(&settings.telemetry);
-            mock_providers::run(&settings, listen, dir, !no_record).await
+            mock_providers::run(
+                &settings,
+                listen,
+                dir,
+                !no_record,
+                count_duplicates || !no_record,
+            )
+            .await
         }
     }
 }

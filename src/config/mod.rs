@@ -316,6 +316,7 @@ impl Settings {
             ("worker.lease_secs", w.lease_secs),
             ("worker.poll_interval_ms", w.poll_interval_ms),
             ("worker.send_timeout_ms", w.send_timeout_ms),
+            ("worker.breaker_window_secs", w.breaker_window_secs),
             ("lanes.ios.concurrency", self.lanes.ios.concurrency as u64),
             (
                 "lanes.android.concurrency",
@@ -332,9 +333,6 @@ impl Settings {
                  e.g. 0.5 opens the breaker when half the recent sends failed",
                 w.breaker_failure_rate
             ));
-        }
-        if w.breaker_window_secs == 0 {
-            problems.push("worker.breaker_window_secs must be greater than 0".into());
         }
         for (platform, lane) in [("ios", &self.lanes.ios), ("android", &self.lanes.android)] {
             if !(lane.bulk_share > 0.0 && lane.bulk_share <= 1.0) {

@@ -6,10 +6,12 @@ use bytes::Bytes;
 use hyper::http::request::Parts;
 use serde::Deserialize;
 
-use super::{json, sleep_ms, Fault, Outcome, Route, State};
+use super::{json, Fault, Outcome, Route, State};
 
 /// Each push type and the suffix Apple expects after the bundle id in
-/// `apns-topic` ("Sending notification requests to APNs").
+/// `apns-topic` ("Sending notification requests to APNs"). Deliberately
+/// not `content::PushType::topic_suffix`: the mock checks the daemon
+/// against Apple's list, so a mistake there must not be mirrored here.
 const PUSH_TYPES: &[(&str, &str)] = &[
     ("alert", ""),
     ("background", ""),
@@ -135,6 +137,7 @@ pub(super) async fn handle(
     path: &str,
     body: Bytes,
     client_cert: bool,
+    at_sandbox: bool,
 ) -> Outcome {
     let apns_id = parts
         .headers
@@ -181,14 +184,6 @@ pub(super) async fn handle(
             return Err(bad("BadDeviceToken"));
         }
         // A production token at the sandbox gateway, or the reverse.
-        let at_sandbox = parts.uri.port_u16() == Some(state.sandbox_port)
-            || parts
-                .headers
-                .get(hyper::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .and_then(|h| h.rsplit(':').next())
-                .and_then(|p| p.parse::<u16>().ok())
-                == Some(state.sandbox_port);
         let sandbox_token = state
             .sandbox_prefixes
             .iter()
@@ -231,7 +226,7 @@ pub(super) async fn handle(
             return Err(bad("BadPriority"));
         }
         if let Some(e) = single(parts, "apns-expiration").map_err(bad)? {
-            let now = chrono::Utc::now().timestamp();
+            let now = state.now_secs();
             match e.parse::<i64>() {
                 // 0: deliver once, do not store.
                 Ok(0) => {}
@@ -297,44 +292,29 @@ pub(super) async fn handle(
             &[("apns-id", apns_id.clone())],
         ))
     };
-    let mut late = 0;
-    let mut go_away = false;
-    match state.fault_for(token) {
-        None | Some(Fault::Fcm { .. }) => {}
+    let fault = state.fault_for(token);
+    match &fault {
         Some(Fault::Unregistered) => return unregistered(now_ms),
-        Some(Fault::ApnsUnregisteredSince { timestamp_ms }) => return unregistered(timestamp_ms),
+        Some(Fault::ApnsUnregisteredSince { timestamp_ms }) => return unregistered(*timestamp_ms),
         Some(Fault::Unavailable) => return reason(503, "ServiceUnavailable", &apns_id),
         Some(Fault::RateLimited { retry_after_secs }) => {
             return Outcome::Answer(json(
                 429,
                 &serde_json::json!({"reason": "TooManyRequests"}),
-                &retry(retry_after_secs),
+                &retry(*retry_after_secs),
             ))
         }
-        Some(Fault::Apns { status, reason: r }) => return reason(status, &r, &apns_id),
-        Some(Fault::Slow { ms }) => late = ms,
-        Some(Fault::Reset) => return Outcome::Reset,
-        Some(Fault::AcceptThenReset) => {
-            state.record(Route::Apns, token, &parts.headers, payload);
-            return Outcome::Reset;
-        }
-        Some(Fault::RefusedStream) => return Outcome::Refused,
-        Some(Fault::GoAway) => go_away = true,
+        Some(Fault::Apns { status, reason: r }) => return reason(*status, r, &apns_id),
+        _ => {}
     }
-    state.record(Route::Apns, token, &parts.headers, payload);
-    // Accepted first, answered late: a client that gives up before the
-    // answer has been delivered all the same, as with a real provider.
-    if late > 0 {
-        sleep_ms(late).await;
-    }
-    let ok = hyper::Response::builder()
-        .status(200)
-        .header("apns-id", apns_id)
-        .body(http_body_util::Full::new(Bytes::new()))
-        .expect("a valid response");
-    if go_away {
-        Outcome::GoAway(ok)
-    } else {
-        Outcome::Answer(ok)
-    }
+    let ok = || {
+        hyper::Response::builder()
+            .status(200)
+            .header("apns-id", apns_id)
+            .body(http_body_util::Full::new(Bytes::new()))
+            .expect("a valid response")
+    };
+    state
+        .accept(Route::Apns, token, &parts.headers, payload, fault, ok)
+        .await
 }

@@ -22,7 +22,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -33,8 +33,6 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 pub(crate) struct ConnCtl {
     /// Set by a handler: send GOAWAY at the next frame boundary.
     pub go_away: AtomicBool,
-    /// The last-stream-id sent in the GOAWAY, once sent (0 before).
-    pub last_stream_id: AtomicU32,
     /// Requests being handled on this connection.
     pub in_flight: AtomicUsize,
     /// Wakes the connection task when the GOAWAY went out.
@@ -192,9 +190,6 @@ impl<T: AsyncWrite + Unpin> Wire<T> {
             frame.extend_from_slice(&0u32.to_be_bytes()); // NO_ERROR
             self.injecting = frame;
             self.injecting_goaway = true;
-            self.ctl
-                .last_stream_id
-                .store(last.max(1), Ordering::Release);
         } else if !self.raised
             && self.injecting.is_empty()
             && self.outbound.at_boundary()

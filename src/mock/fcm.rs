@@ -11,7 +11,7 @@ use hyper::http::request::Parts;
 use serde::Deserialize;
 use serde_json::{json as j, Map, Value};
 
-use super::{json, sleep_ms, Fault, Outcome, Route, State};
+use super::{json, Fault, Outcome, Route, State};
 
 const SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
 
@@ -28,12 +28,18 @@ fn rpc_status(status: u16) -> &'static str {
     }
 }
 
-/// A google.rpc status answer; `fcm_code` goes into `details`.
-fn error(status: u16, fcm_code: Option<&str>, message: &str, retry_after: Option<u64>) -> Outcome {
+/// A google.rpc status; `fcm_code` goes into `details`.
+fn rpc_error(status: u16, fcm_code: Option<&str>, message: &str) -> Value {
     let mut err = j!({"code": status, "status": rpc_status(status), "message": message});
     if let Some(code) = fcm_code {
         err["details"] = j!([{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": code}]);
     }
+    err
+}
+
+/// A google.rpc status answer.
+fn error(status: u16, fcm_code: Option<&str>, message: &str, retry_after: Option<u64>) -> Outcome {
+    let err = rpc_error(status, fcm_code, message);
     let headers: Vec<(&str, String)> = retry_after
         .map(|s| ("retry-after", s.to_string()))
         .into_iter()
@@ -48,17 +54,13 @@ fn invalid(message: &str) -> Outcome {
 /// A payload error as Google answers it: INVALID_ARGUMENT with the FCM
 /// code and a `google.rpc.BadRequest` detail naming the field.
 fn field_violation(v: &Violation) -> Outcome {
-    let body = j!({"error": {
-        "code": 400,
-        "status": "INVALID_ARGUMENT",
-        "message": v.description,
-        "details": [
-            {"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": "INVALID_ARGUMENT"},
-            {"@type": "type.googleapis.com/google.rpc.BadRequest",
-             "fieldViolations": [{"field": v.field, "description": v.description}]},
-        ],
-    }});
-    Outcome::Answer(json(400, &body, &[]))
+    let mut err = rpc_error(400, Some("INVALID_ARGUMENT"), &v.description);
+    err["details"]
+        .as_array_mut()
+        .expect("rpc_error with a code has details")
+        .push(j!({"@type": "type.googleapis.com/google.rpc.BadRequest",
+                  "fieldViolations": [{"field": v.field, "description": v.description}]}));
+    Outcome::Answer(json(400, &j!({ "error": err }), &[]))
 }
 
 /// One invalid field of a message.
@@ -140,7 +142,9 @@ const APS: &[&str] = &[
     "input-push-token",
 ];
 
-/// FCM's reserved data keys.
+/// FCM's reserved data keys. Written here from Google's documentation, not
+/// shared with the daemon (whose check is the database trigger): the mock
+/// is the reference the daemon is tested against, so it keeps its own copy.
 fn reserved(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
     ["from", "message_type", "notification"].contains(&k.as_str())
@@ -266,7 +270,7 @@ fn check_message(message: &Value) -> Result<String, Violation> {
         {
             return Err(violation(
                 format!("message.data[{i}].key"),
-                format!("Invalid data key: {k} is a reserved word (from, message_type, or starting with google or gcm)"),
+                format!("Invalid data key: {k} is a reserved word (from, message_type, notification, or starting with google or gcm)"),
             ));
         }
     }
@@ -456,8 +460,7 @@ pub(super) async fn send(state: &State, parts: &Parts, path: &str, body: Bytes) 
     }
     let token = match root
         .get("message")
-        .ok_or_else(|| "message is required".to_string())
-        .map_err(Violation::from)
+        .ok_or_else(|| violation("message", "message is required"))
         .and_then(check_message)
     {
         Ok(t) => t,
@@ -474,10 +477,8 @@ pub(super) async fn send(state: &State, parts: &Parts, path: &str, body: Bytes) 
             Some(retry_after),
         );
     }
-    let mut go_away = false;
-    let mut late = 0;
-    match state.fault_for(&token) {
-        None | Some(Fault::Apns { .. }) => {}
+    let fault = state.fault_for(&token);
+    match &fault {
         Some(Fault::Unregistered | Fault::ApnsUnregisteredSince { .. }) => {
             return error(
                 404,
@@ -499,7 +500,7 @@ pub(super) async fn send(state: &State, parts: &Parts, path: &str, body: Bytes) 
                 429,
                 Some("QUOTA_EXCEEDED"),
                 "Quota exceeded for quota metric 'Send requests'.",
-                Some(retry_after_secs),
+                Some(*retry_after_secs),
             )
         }
         Some(Fault::Fcm {
@@ -508,35 +509,22 @@ pub(super) async fn send(state: &State, parts: &Parts, path: &str, body: Bytes) 
             message,
         }) => {
             return error(
-                status,
-                Some(&code),
+                *status,
+                Some(code),
                 message.as_deref().unwrap_or("Simulated error."),
                 None,
             )
         }
-        Some(Fault::Slow { ms }) => late = ms,
-        Some(Fault::Reset) => return Outcome::Reset,
-        Some(Fault::AcceptThenReset) => {
-            state.record(Route::Fcm, &token, &parts.headers, doc);
-            return Outcome::Reset;
-        }
-        Some(Fault::RefusedStream) => return Outcome::Refused,
-        Some(Fault::GoAway) => go_away = true,
+        _ => {}
     }
-    state.record(Route::Fcm, &token, &parts.headers, doc);
-    // Accepted first, answered late: a client that gives up before the
-    // answer has been delivered all the same, as with a real provider.
-    if late > 0 {
-        sleep_ms(late).await;
-    }
-    let ok = json(
-        200,
-        &j!({"name": format!("projects/{}/messages/0:{}", state.project, uuid::Uuid::new_v4().simple())}),
-        &[],
-    );
-    if go_away {
-        Outcome::GoAway(ok)
-    } else {
-        Outcome::Answer(ok)
-    }
+    let ok = || {
+        json(
+            200,
+            &j!({"name": format!("projects/{}/messages/0:{}", state.project, uuid::Uuid::new_v4().simple())}),
+            &[],
+        )
+    };
+    state
+        .accept(Route::Fcm, &token, &parts.headers, doc, fault, ok)
+        .await
 }

@@ -47,7 +47,8 @@ pub enum MockError {
 }
 
 pub struct MockConfig {
-    /// Bundle id accepted in `apns-topic` (and `<topic>.voip` for VoIP).
+    /// Bundle id accepted in `apns-topic` (with the suffix Apple gives each
+    /// push type, e.g. `<topic>.voip`).
     pub apns_topic: String,
     pub fcm_project_id: String,
     /// SETTINGS_MAX_CONCURRENT_STREAMS the server advertises.
@@ -74,6 +75,10 @@ pub struct MockConfig {
     /// Keep every accepted request for [`MockProviders::received`]; a
     /// benchmark turns it off so the mock's memory stays flat.
     pub record: bool,
+    /// Count the messages accepted twice for one device
+    /// ([`MockStats::duplicates`]): a hash per accepted message, kept for
+    /// the mock's lifetime.
+    pub count_duplicates: bool,
     pub faults: Faults,
 }
 
@@ -90,6 +95,7 @@ impl Default for MockConfig {
             clock_skew_secs: 0,
             fcm_quota: None,
             record: true,
+            count_duplicates: true,
             faults: Faults::default(),
         }
     }
@@ -234,8 +240,7 @@ pub(crate) struct State {
     goaways: AtomicU64,
     quota_exceeded: AtomicU64,
     record: bool,
-    /// The sandbox APNs gateway's port (requests name it in `:authority`).
-    sandbox_port: u16,
+    count_duplicates: bool,
     sandbox_prefixes: Vec<String>,
     faults: Mutex<Faults>,
     apns_key: ApnsKey,
@@ -353,7 +358,7 @@ impl MockProviders {
             goaways: AtomicU64::new(0),
             quota_exceeded: AtomicU64::new(0),
             record: config.record,
-            sandbox_port: sandbox_addr.port(),
+            count_duplicates: config.count_duplicates,
             sandbox_prefixes: config.apns_sandbox_token_prefixes,
             faults: Mutex::new(config.faults),
             apns_public: jsonwebtoken::DecodingKey::from_ec_pem(apns_public.as_bytes())
@@ -378,9 +383,10 @@ impl MockProviders {
         let tls = tls_config(&pki)?;
         let stop = CancellationToken::new();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-        for l in [listener, sandbox_listener] {
+        for (l, sandbox) in [(listener, false), (sandbox_listener, true)] {
             tokio::spawn(accept_loop(
                 l,
+                sandbox,
                 acceptor.clone(),
                 state.clone(),
                 config.max_concurrent_streams,
@@ -494,8 +500,10 @@ fn tls_config(pki: &pki::Pki) -> Result<rustls::ServerConfig, MockError> {
     Ok(config)
 }
 
+/// Serves one gateway: `sandbox` is the APNs sandbox one.
 async fn accept_loop(
     listener: TcpListener,
+    sandbox: bool,
     acceptor: tokio_rustls::TlsAcceptor,
     state: Arc<State>,
     max_streams: u32,
@@ -533,7 +541,7 @@ async fn accept_loop(
                         let authenticated = ctl.authenticated.load(Ordering::Acquire);
                         let path = req.uri().path();
                         let send = path.starts_with("/3/") || path.starts_with("/v1/");
-                        let outcome = handle(&state, req, client_cert).await;
+                        let outcome = handle(&state, req, client_cert, sandbox).await;
                         ctl.in_flight.fetch_sub(1, Ordering::AcqRel);
                         // Like APNs: one stream until the sender's
                         // credentials are accepted, then the real limit.
@@ -599,7 +607,12 @@ async fn accept_loop(
     }
 }
 
-async fn handle(state: &State, req: Request<Incoming>, client_cert: bool) -> Outcome {
+async fn handle(
+    state: &State,
+    req: Request<Incoming>,
+    client_cert: bool,
+    sandbox: bool,
+) -> Outcome {
     let (parts, body) = req.into_parts();
     let body = match body.collect().await {
         Ok(b) => b.to_bytes(),
@@ -608,7 +621,7 @@ async fn handle(state: &State, req: Request<Incoming>, client_cert: bool) -> Out
     let path = parts.uri.path().to_owned();
     if path.starts_with("/3/") {
         state.requests.fetch_add(1, Ordering::Relaxed);
-        apns::handle(state, &parts, &path, body, client_cert).await
+        apns::handle(state, &parts, &path, body, client_cert, sandbox).await
     } else if path == "/token" {
         Outcome::Answer(fcm::token(state, &parts, &body))
     } else if path.starts_with("/v1/") {
@@ -677,6 +690,43 @@ impl State {
         None
     }
 
+    /// A request the provider takes: recorded (the device gets it), then
+    /// answered with `ok` — unless a connection fault says late, with a
+    /// GOAWAY, or not at all.
+    async fn accept(
+        &self,
+        route: Route,
+        token: &str,
+        headers: &hyper::HeaderMap,
+        body: serde_json::Value,
+        fault: Option<Fault>,
+        ok: impl FnOnce() -> Answer,
+    ) -> Outcome {
+        let (mut late, mut go_away) = (0, false);
+        match fault {
+            Some(Fault::Reset) => return Outcome::Reset,
+            Some(Fault::RefusedStream) => return Outcome::Refused,
+            Some(Fault::AcceptThenReset) => {
+                self.record(route, token, headers, body);
+                return Outcome::Reset;
+            }
+            Some(Fault::Slow { ms }) => late = ms,
+            Some(Fault::GoAway) => go_away = true,
+            _ => {}
+        }
+        self.record(route, token, headers, body);
+        // Accepted first, answered late: a client that gives up before the
+        // answer has been delivered all the same, as with a real provider.
+        if late > 0 {
+            sleep_ms(late).await;
+        }
+        if go_away {
+            Outcome::GoAway(ok())
+        } else {
+            Outcome::Answer(ok())
+        }
+    }
+
     fn record(
         &self,
         route: Route,
@@ -685,11 +735,12 @@ impl State {
         body: serde_json::Value,
     ) {
         self.accepted.fetch_add(1, Ordering::Relaxed);
-        if !self
-            .seen
-            .lock()
-            .unwrap()
-            .insert(content_hash(route, token, &body))
+        if self.count_duplicates
+            && !self
+                .seen
+                .lock()
+                .unwrap()
+                .insert(content_hash(route, token, &body))
         {
             self.duplicates.fetch_add(1, Ordering::Relaxed);
         }
@@ -712,28 +763,7 @@ impl State {
             body,
         });
     }
-}
 
-/// What identifies one notification to one device across retries: the
-/// APNs payload, or the FCM message without `android.ttl` (the remaining
-/// lifetime, which changes from one try to the next).
-fn content_hash(route: Route, token: &str, body: &serde_json::Value) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (route as u8, token).hash(&mut h);
-    match body.pointer("/message/android/ttl") {
-        Some(_) => {
-            let mut body = body.clone();
-            if let Some(android) = body.pointer_mut("/message/android") {
-                android.as_object_mut().map(|a| a.remove("ttl"));
-            }
-            body.to_string().hash(&mut h);
-        }
-        None => body.to_string().hash(&mut h),
-    }
-    h.finish()
-}
-
-impl State {
     /// The mock's "now" in seconds since the epoch (with its clock skew).
     fn now_secs(&self) -> i64 {
         chrono::Utc::now().timestamp() + self.clock_skew_secs
@@ -763,6 +793,22 @@ impl State {
     }
 }
 
-pub(crate) async fn sleep_ms(ms: u64) {
+async fn sleep_ms(ms: u64) {
     tokio::time::sleep(Duration::from_millis(ms)).await;
+}
+
+/// What identifies one notification to one device across retries: the
+/// APNs payload, or the FCM message without `android.ttl` (the remaining
+/// lifetime, which changes from one try to the next).
+fn content_hash(route: Route, token: &str, body: &serde_json::Value) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (route as u8, token).hash(&mut h);
+    let mut body = std::borrow::Cow::Borrowed(body);
+    if body.pointer("/message/android/ttl").is_some() {
+        if let Some(android) = body.to_mut().pointer_mut("/message/android") {
+            android.as_object_mut().map(|a| a.remove("ttl"));
+        }
+    }
+    body.to_string().hash(&mut h);
+    h.finish()
 }

@@ -32,6 +32,8 @@ pub struct Hold {
     pub kind: String,
     pub reason: String,
     pub hint: String,
+    /// Stamped by the database's clock when recorded (`record` does not
+    /// write it).
     pub paused_at: DateTime<Utc>,
     pub paused_until: DateTime<Utc>,
 }

@@ -140,21 +140,21 @@ impl Mock {
 }
 
 /// Starts `pushrelay mock-providers` (this binary) on a free loopback port,
-/// writing its credentials to `dir`. Returns the process and the
-/// `[apps.demo]` table it prints to reach it.
+/// writing its credentials to `dir`, counting duplicates if asked. Returns
+/// the process and the `[apps.demo]` table it prints to reach it.
 pub async fn start_mock(
     config: &Path,
     dir: &Path,
     log: &Path,
+    count_duplicates: bool,
 ) -> anyhow::Result<(Mock, serde_json::Value)> {
-    let mut child = pushrelay(&std::env::current_exe()?, config)
-        .args([
-            "mock-providers",
-            "--no-record",
-            "--listen",
-            "127.0.0.1:0",
-            "--dir",
-        ])
+    let mut child = pushrelay(&std::env::current_exe()?, config);
+    child.args(["mock-providers", "--no-record", "--listen", "127.0.0.1:0"]);
+    if count_duplicates {
+        child.arg("--count-duplicates");
+    }
+    let mut child = child
+        .arg("--dir")
         .arg(dir)
         .stdout(Stdio::piped())
         .stderr(log_file(log)?)
