@@ -113,6 +113,12 @@ pub struct BenchArgs {
 /// provider took them.
 const FAULT_SEND_TIMEOUT_MS: u64 = 2_000;
 const FAULT_SLOW_MS: u64 = 3_000;
+/// The `mobile` mix's shares of requests: 503, 429 (with this Retry-After),
+/// and answered after the send timeout.
+const FAULT_UNAVAILABLE: f64 = 0.05;
+const FAULT_RATE_LIMITED: f64 = 0.02;
+const FAULT_RETRY_AFTER_SECS: u64 = 1;
+const FAULT_SLOW: f64 = 0.01;
 /// One user in this many has dead tokens in the `mobile` mix (1 %).
 const FAULT_DEAD_EVERY: i32 = 100;
 
@@ -229,10 +235,10 @@ async fn providers(
     let config = dir.join("mock.toml");
     let faults = match args.faults {
         Some(_) => json!({
-            "unavailable_rate": 0.05,
-            "rate_limited_rate": 0.02,
-            "retry_after_secs": 1,
-            "slow_rate": 0.01,
+            "unavailable_rate": FAULT_UNAVAILABLE,
+            "rate_limited_rate": FAULT_RATE_LIMITED,
+            "retry_after_secs": FAULT_RETRY_AFTER_SECS,
+            "slow_rate": FAULT_SLOW,
             "slow_ms": FAULT_SLOW_MS,
             "reset_rate": args.reset_rate,
             "rules": [{ "token_prefix": "dead", "fault": { "kind": "unregistered" } }],
@@ -332,6 +338,23 @@ struct Latencies {
 }
 
 impl Bench<'_> {
+    /// Starts `--processes` daemons, each logging to its own file in `dir`;
+    /// returns the logs.
+    fn start_daemons(
+        &mut self,
+        bin: &Path,
+        config: &Path,
+        dir: &Path,
+    ) -> anyhow::Result<Vec<PathBuf>> {
+        let mut logs = Vec::new();
+        for i in 1..=self.args.processes {
+            let log = dir.join(format!("daemon-{i}.log"));
+            self.daemons.push(Daemon::spawn(bin, config, log.clone())?);
+            logs.push(log);
+        }
+        Ok(logs)
+    }
+
     async fn seed(&mut self) -> anyhow::Result<()> {
         match self.args.faults {
             Some(_) => println!(
@@ -373,10 +396,7 @@ impl Bench<'_> {
             .await?;
         let postgres = u32::try_from(backend).ok().and_then(PostgresCpu::find);
         let db_before = postgres.as_ref().and_then(PostgresCpu::sample_us);
-        for i in 1..=self.args.processes {
-            let log = dir.join(format!("daemon-{i}.log"));
-            self.daemons.push(Daemon::spawn(bin, config, log)?);
-        }
+        self.start_daemons(bin, config, dir)?;
         self.wait_until_drained("the throughput backlog").await?;
         let daemon_cpu_us = self
             .daemons
@@ -461,18 +481,16 @@ impl Bench<'_> {
         dir: &Path,
         mock: child::Mock,
     ) -> anyhow::Result<()> {
-        let mut logs = Vec::new();
-        for i in 1..=self.args.processes {
-            let log = dir.join(format!("daemon-{i}.log"));
-            self.daemons.push(Daemon::spawn(bin, config, log.clone())?);
-            logs.push(log);
-        }
+        let logs = self.start_daemons(bin, config, dir)?;
         let since = self.now().await?;
         let (rate, secs) = (self.args.rate, self.args.duration);
         println!(
-            "fault mix `mobile`: 5 % 503, 2 % 429 (Retry-After 1 s), 1 % answered after the {} ms send timeout, \
-             {} % connection resets, 1 % dead tokens; {rate} notifications/s for {secs} s, TTL {} s",
-            FAULT_SEND_TIMEOUT_MS,
+            "fault mix `mobile`: {} % 503, {} % 429 (Retry-After {FAULT_RETRY_AFTER_SECS} s), \
+             {} % answered after the {FAULT_SEND_TIMEOUT_MS} ms send timeout, {} % connection resets, \
+             1 in {FAULT_DEAD_EVERY} users with dead tokens; {rate} notifications/s for {secs} s, TTL {} s",
+            FAULT_UNAVAILABLE * 100.0,
+            FAULT_RATE_LIMITED * 100.0,
+            FAULT_SLOW * 100.0,
             self.args.reset_rate * 100.0,
             self.args.ttl
         );

@@ -92,12 +92,7 @@ impl Daemon {
 
     /// SIGTERM (a graceful stop), then waits for the exit.
     pub async fn stop(mut self) -> anyhow::Result<()> {
-        let pid = libc::pid_t::try_from(self.pid)?;
-        // SAFETY: a plain syscall. The child has not been waited for, so
-        // its pid cannot belong to another process yet.
-        if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
-            return Err(std::io::Error::last_os_error()).context("signalling a daemon");
-        }
+        signal(self.pid, libc::SIGTERM).context("signalling a daemon")?;
         let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
             .await
             .with_context(|| {
@@ -114,6 +109,17 @@ impl Daemon {
     }
 }
 
+/// Sends `sig` to a child process not yet waited for.
+fn signal(pid: u32, sig: libc::c_int) -> anyhow::Result<()> {
+    let pid = libc::pid_t::try_from(pid)?;
+    // SAFETY: a plain syscall. The child has not been waited for, so its
+    // pid cannot belong to another process yet.
+    if unsafe { libc::kill(pid, sig) } != 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    Ok(())
+}
+
 /// A `pushrelay mock-providers` process, with its stdout still open for the
 /// statistics it prints when stopped.
 pub struct Mock {
@@ -124,16 +130,19 @@ pub struct Mock {
 impl Mock {
     /// SIGINT, then the statistics the mock prints as it stops.
     pub async fn stop(mut self) -> anyhow::Result<serde_json::Value> {
-        let pid = libc::pid_t::try_from(self.child.id().context("the mock exited early")?)?;
-        // SAFETY: a plain syscall on a child not yet waited for.
-        if unsafe { libc::kill(pid, libc::SIGINT) } != 0 {
-            return Err(std::io::Error::last_os_error()).context("signalling the mock");
-        }
-        let mut printed = String::new();
-        while let Some(line) = self.stdout.next_line().await? {
-            printed.push_str(&line);
-        }
-        self.child.wait().await?;
+        let pid = self.child.id().context("the mock exited early")?;
+        signal(pid, libc::SIGINT).context("signalling the mock")?;
+        let read = async {
+            let mut printed = String::new();
+            while let Some(line) = self.stdout.next_line().await? {
+                printed.push_str(&line);
+            }
+            self.child.wait().await?;
+            anyhow::Ok(printed)
+        };
+        let printed = tokio::time::timeout(Duration::from_secs(60), read)
+            .await
+            .context("the mock did not stop within 60 s of SIGINT")??;
         serde_json::from_str(&printed)
             .with_context(|| format!("the mock's statistics are not JSON: {printed:?}"))
     }
