@@ -67,6 +67,21 @@ impl Peak {
 const INVALIDATED: &str = "SELECT count(*) FROM pushrelay.devices WHERE invalidated_at IS NOT NULL";
 const PENDING: &str = "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'pending'";
 
+/// A daemon against a mock playing `config`, whose breaker judges as few
+/// as 5 answers and holds for 30 s.
+async fn start_with_sensitive_breaker(
+    pool: &PgPool,
+    config: MockConfig,
+    name: &str,
+) -> (MockProviders, Running) {
+    let mock = MockProviders::start(config).await.unwrap();
+    let (mut s, _) = settings_for(&mock, name);
+    s.worker.breaker_threshold = 5;
+    s.worker.breaker_cooldown_secs = 30;
+    let daemon = start(pool, s);
+    (mock, daemon)
+}
+
 async fn pauses(pool: &PgPool) -> String {
     pushrelay::cli::render_holds(&holds::active(pool, None).await.unwrap())
 }
@@ -273,12 +288,8 @@ async fn rare_connection_resets_do_not_open_the_breaker(_: PgPoolOptions, opts: 
     add_ios_users(&pool, "ab", 400).await;
     let mut config = MockConfig::default();
     config.faults.reset_rate = 0.01;
-    let mock = MockProviders::start(config).await.unwrap();
-    let (mut s, _) = settings_for(&mock, "resets");
     // A sensitive breaker: still only failure rates open it.
-    s.worker.breaker_threshold = 5;
-    s.worker.breaker_cooldown_secs = 30;
-    let daemon = start(&pool, s);
+    let (_mock, daemon) = start_with_sensitive_breaker(&pool, config, "resets").await;
     notify_all(&pool, 400).await;
     wait_for(&pool, OPEN, 0).await;
     assert_eq!(count(&pool, DELIVERED).await, 400);
@@ -295,11 +306,7 @@ async fn a_provider_failing_everything_with_503_opens_the_breaker(
     add_ios_users(&pool, "ab", 20).await;
     let mut config = MockConfig::default();
     config.faults.unavailable_rate = 1.0;
-    let mock = MockProviders::start(config).await.unwrap();
-    let (mut s, _) = settings_for(&mock, "503");
-    s.worker.breaker_threshold = 5;
-    s.worker.breaker_cooldown_secs = 30;
-    let daemon = start(&pool, s);
+    let (mock, daemon) = start_with_sensitive_breaker(&pool, config, "503").await;
     notify_all(&pool, 20).await;
     wait_for(
         &pool,
