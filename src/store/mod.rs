@@ -12,6 +12,7 @@ pub mod deliveries;
 pub mod devices;
 pub mod history;
 pub mod holds;
+pub mod metrics;
 pub mod notifications;
 pub mod quota;
 pub mod status;
@@ -37,6 +38,7 @@ pub fn statements() -> impl Iterator<Item = (&'static str, &'static str)> {
         history::STATEMENTS,
         holds::STATEMENTS,
         status::STATEMENTS,
+        metrics::STATEMENTS,
         &[
             ("schema/has_migrations", HAS_MIGRATIONS),
             ("schema/applied_version", APPLIED_VERSION),

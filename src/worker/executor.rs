@@ -35,6 +35,9 @@ pub(crate) struct Job {
     pub tries: i32,
     pub invalidated: Option<(DateTime<Utc>, Option<String>)>,
     pub content: Arc<Content>,
+    /// When the notification was enqueued, for
+    /// `pushrelay_enqueue_to_accepted_seconds`; `None` when unknown.
+    pub enqueued_at: Option<DateTime<Utc>>,
 }
 
 /// What the executor needs from its process.
@@ -439,9 +442,32 @@ impl Executor {
                 done.undo = Undo::Attempt;
             }
         }
-        metrics::counter!("pushrelay_attempts_total", "platform" => platform.as_str(), "outcome" => receipt.outcome.as_str()).increment(1);
-        metrics::histogram!("pushrelay_send_duration_seconds", "platform" => platform.as_str())
-            .record((finished_at - started_at).num_microseconds().unwrap_or(0) as f64 / 1e6);
+        let reason = reason_label(error.as_ref(), timed_out);
+        let app = c.app.clone();
+        metrics::counter!("pushrelay_attempts_total", "app" => app.clone(), "platform" => platform.as_str(),
+            "provider" => provider, "outcome" => receipt.outcome.as_str(), "reason" => reason)
+        .increment(1);
+        metrics::histogram!("pushrelay_send_duration_seconds", "app" => app.clone(), "platform" => platform.as_str())
+            .record(seconds(finished_at - started_at));
+        if done.state == DeliveryState::Pending && done.undo != Undo::Attempt && !c.now_or_never {
+            // A retry the schedule decided: not a pause, not a resend of a
+            // request the provider never saw, not a now-or-never try (it
+            // ends expired instead).
+            metrics::counter!("pushrelay_retries_scheduled_total", "app" => app.clone(), "platform" => platform.as_str())
+                .increment(1);
+        }
+        if done.invalidate.is_some() {
+            metrics::counter!("pushrelay_devices_invalidated_total", "app" => app.clone(),
+                "platform" => platform.as_str(), "reason" => reason)
+            .increment(1);
+        }
+        if done.state == DeliveryState::Delivered {
+            if let Some(enqueued_at) = job.enqueued_at {
+                metrics::histogram!("pushrelay_enqueue_to_accepted_seconds", "app" => app,
+                    "platform" => platform.as_str(), "priority" => c.priority.as_str())
+                .record(seconds(finished_at - enqueued_at));
+            }
+        }
         done.receipt = Some(receipt);
         done
     }
@@ -453,5 +479,162 @@ impl Executor {
             next_attempt_at: Some(until),
             ..unsent(job, DeliveryState::Pending, None)
         }
+    }
+}
+
+/// A duration in seconds, for a histogram; never negative (clocks of
+/// two hosts may disagree).
+fn seconds(d: chrono::TimeDelta) -> f64 {
+    (d.num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6).max(0.0)
+}
+
+/// Reasons a provider documents (Apple's APNs reasons; FCM's error codes
+/// and google.rpc statuses; SNS's), used as they are for the `reason`
+/// label. A reason is text the provider sent, so anything else is folded
+/// into a category: a label's values must stay a short, fixed list.
+const KNOWN_REASONS: &[&str] = &[
+    // APNs
+    "BadCollapseId",
+    "BadDeviceToken",
+    "BadExpirationDate",
+    "BadMessageId",
+    "BadPriority",
+    "BadTopic",
+    "DeviceTokenNotForTopic",
+    "DuplicateHeaders",
+    "IdleTimeout",
+    "InvalidPushType",
+    "MissingDeviceToken",
+    "MissingTopic",
+    "PayloadEmpty",
+    "TopicDisallowed",
+    "BadCertificate",
+    "BadCertificateEnvironment",
+    "ExpiredProviderToken",
+    "Forbidden",
+    "InvalidProviderToken",
+    "MissingProviderToken",
+    "UnrelatedKeyIdInToken",
+    "BadEnvironmentKeyInToken",
+    "BadPath",
+    "MethodNotAllowed",
+    "ExpiredToken",
+    "Unregistered",
+    "PayloadTooLarge",
+    "TooManyProviderTokenUpdates",
+    "TooManyRequests",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "Shutdown",
+    // FCM error codes
+    "UNSPECIFIED_ERROR",
+    "INVALID_ARGUMENT",
+    "UNREGISTERED",
+    "SENDER_ID_MISMATCH",
+    "QUOTA_EXCEEDED",
+    "UNAVAILABLE",
+    "INTERNAL",
+    "THIRD_PARTY_AUTH_ERROR",
+    // google.rpc statuses (an FCM answer without an FCM code)
+    "NOT_FOUND",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "UNAUTHENTICATED",
+    "DEADLINE_EXCEEDED",
+    "FAILED_PRECONDITION",
+    // SNS
+    "EndpointDisabled",
+    "InvalidParameter",
+    "PlatformApplicationDisabled",
+    "Throttling",
+];
+
+/// The `reason` label of an attempt: `none` when delivered; the provider's
+/// documented reason (the first word of what it answered, as APNs reasons
+/// and FCM codes are recorded); otherwise `timeout`, `connection_lost`,
+/// `unrecognized` (an answer with an undocumented reason) or `local`
+/// (refused before sending, e.g. a payload too big).
+pub(crate) fn reason_label(error: Option<&SendError>, timed_out: bool) -> &'static str {
+    let Some(error) = error else {
+        return "none";
+    };
+    if timed_out {
+        return "timeout";
+    }
+    if matches!(error, SendError::ConnectionLost { .. }) {
+        return "connection_lost";
+    }
+    let word = error
+        .reason()
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .next()
+        .unwrap_or("");
+    match KNOWN_REASONS.iter().find(|r| **r == word) {
+        Some(known) => known,
+        None if error.status().is_some() => "unrecognized",
+        None => "local",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_labels_are_documented_reasons_or_a_category() {
+        let transient = |status, reason: &str| SendError::Transient {
+            status,
+            reason: reason.into(),
+            retry_after: None,
+        };
+        assert_eq!(reason_label(None, false), "none");
+        assert_eq!(
+            reason_label(Some(&transient(Some(503), "ServiceUnavailable")), false),
+            "ServiceUnavailable"
+        );
+        // FCM reasons are recorded as "CODE: message".
+        assert_eq!(
+            reason_label(
+                Some(&SendError::TokenDead {
+                    status: Some(404),
+                    reason: "UNREGISTERED: Requested entity was not found.".into(),
+                    since: None
+                }),
+                false
+            ),
+            "UNREGISTERED"
+        );
+        // Whatever a provider (or a proxy in front of it) makes up stays
+        // out of the label values.
+        assert_eq!(
+            reason_label(
+                Some(&transient(Some(502), "<html>Bad gateway 8f3a</html>")),
+                false
+            ),
+            "unrecognized"
+        );
+        assert_eq!(
+            reason_label(Some(&transient(None, "no answer within 2000 ms")), true),
+            "timeout"
+        );
+        assert_eq!(
+            reason_label(
+                Some(&SendError::ConnectionLost {
+                    reason: "connection reset".into()
+                }),
+                false
+            ),
+            "connection_lost"
+        );
+        assert_eq!(
+            reason_label(
+                Some(&SendError::Permanent {
+                    status: None,
+                    reason: "message is too big: 5000 bytes".into()
+                }),
+                false
+            ),
+            "local"
+        );
     }
 }

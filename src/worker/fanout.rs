@@ -123,6 +123,7 @@ fn hand_over(lanes: &[Arc<Lane>], rows: Vec<FannedOut>) {
                 tries: 1,
                 invalidated: None,
                 content: content.clone(),
+                enqueued_at: None,
             });
         }
     }

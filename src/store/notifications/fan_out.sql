@@ -13,13 +13,14 @@
 -- became a nested loop, quadratic in the batch: a second per batch.
 --   $1 batch size  $2 configured apps  $3 'app/platform' routes
 --   $4 worker id   $5 priority
+-- `created_at` is returned for the enqueue→accepted latency histogram.
 --
 -- ttl_seconds = 0 is "now or never": never expired before fan-out; its
 -- deliveries get one minute for their single try (the provider is told
 -- apns-expiration 0 / ttl "0s", and the executor never retries them).
 WITH claimed AS (
     SELECT id, app, user_id, device_ids, priority, template, title, body, data, collapse_key,
-           options, ttl_seconds = 0 AS now_or_never,
+           options, created_at, ttl_seconds = 0 AS now_or_never,
            CASE WHEN ttl_seconds = 0 THEN now() + interval '1 minute'
                 ELSE send_at + make_interval(secs => ttl_seconds) END AS expires_at,
            app = ANY($2) AS known
@@ -32,7 +33,7 @@ WITH claimed AS (
     SELECT nextval('pushrelay.deliveries_id_seq') AS delivery_id, c.id AS notification_id,
            d.id AS device_id, d.platform, d.token, d.environment, d.locale, c.app, c.priority,
            c.template, c.title, c.body, c.data, c.collapse_key, c.options, c.now_or_never,
-           c.expires_at
+           c.expires_at, c.created_at
       FROM claimed c
       JOIN pushrelay.devices d ON d.app = c.app AND d.user_id = c.user_id
      WHERE c.known AND c.expires_at > now() AND c.user_id IS NOT NULL
@@ -40,7 +41,7 @@ WITH claimed AS (
     UNION ALL
     SELECT nextval('pushrelay.deliveries_id_seq'), c.id, d.id, d.platform, d.token, d.environment,
            d.locale, c.app, c.priority, c.template, c.title, c.body, c.data, c.collapse_key,
-           c.options, c.now_or_never, c.expires_at
+           c.options, c.now_or_never, c.expires_at, c.created_at
       FROM claimed c
       JOIN pushrelay.devices d ON d.id = ANY(c.device_ids) AND d.app = c.app
      WHERE c.known AND c.expires_at > now() AND c.device_ids IS NOT NULL
@@ -73,7 +74,7 @@ WITH claimed AS (
      WHERE n.id = c.id
 )
 SELECT notification_id AS id, app, priority, template, title, body, data, collapse_key, options,
-       now_or_never, expires_at,
+       now_or_never, expires_at, created_at,
        array_agg(delivery_id ORDER BY delivery_id) AS delivery_ids,
        array_agg(device_id ORDER BY delivery_id) AS device_ids,
        array_agg(platform ORDER BY delivery_id) AS platforms,
@@ -83,9 +84,10 @@ SELECT notification_id AS id, app, priority, template, title, body, data, collap
   FROM targets
  WHERE delivery_id IN (SELECT id FROM inserted)
  GROUP BY notification_id, app, priority, template, title, body, data, collapse_key, options,
-          now_or_never, expires_at
+          now_or_never, expires_at, created_at
 UNION ALL
 SELECT id, app, priority, template, title, body, data, collapse_key, options, now_or_never, expires_at,
+       created_at,
        '{}'::bigint[], '{}'::bigint[], '{}'::text[], '{}'::text[], '{}'::text[], '{}'::text[]
   FROM claimed
  WHERE id NOT IN (SELECT notification_id FROM inserted)
