@@ -265,8 +265,10 @@ pub struct MetricsSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiSettings {
-    /// Address to serve the API on, e.g. "127.0.0.1:8080"; empty turns the
-    /// API off (the daemon then only works the outbox).
+    /// Address to serve the API on, e.g. "127.0.0.1:8080" (the shipped
+    /// config.toml's); empty, the default, turns the API off (the daemon
+    /// then only works the outbox), so several daemons on one host do not
+    /// fight over a port unless configured to serve.
     pub listen: String,
     /// Request bodies larger than this are refused with 413.
     pub max_body_bytes: usize,
@@ -284,7 +286,7 @@ pub struct ApiSettings {
 impl Default for ApiSettings {
     fn default() -> Self {
         Self {
-            listen: "127.0.0.1:8080".into(),
+            listen: String::new(),
             max_body_bytes: 4 * 1024 * 1024,
             rate_per_key: 2_000,
             key_cache_secs: 5,
