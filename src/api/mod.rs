@@ -13,6 +13,7 @@
 mod auth;
 mod devices;
 mod error;
+mod extract;
 mod health;
 mod json;
 mod notifications;
@@ -33,6 +34,7 @@ use tracing::Instrument;
 
 pub use self::auth::{Caller, Keys, Scope};
 pub use self::error::ApiError;
+pub use self::extract::{Path, Query};
 pub use self::json::Json;
 use crate::config::Settings;
 use crate::templates::Templates;
