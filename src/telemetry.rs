@@ -143,6 +143,10 @@ static REPORTED: Mutex<Option<Reported>> = Mutex::new(None);
 /// the gauges as last read) and `pushrelay_metrics_scrape_errors_total`
 /// counts it: a scrape must not fail because of the thing it watches.
 pub async fn scrape(pool: &PgPool) -> String {
+    // One scrape at a time: each renders the gauges it just read, not a
+    // mix with a concurrent scrape's (of another pool, in tests).
+    static SCRAPING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one = SCRAPING.lock().await;
     let handle = prometheus();
     let idle = pool.num_idle() as f64;
     metrics::gauge!("pushrelay_db_pool_connections", "state" => "idle").set(idle);

@@ -1,13 +1,11 @@
-//! What the operator's endpoints read from the database: the queue gauges
-//! refreshed on every `/metrics` scrape, and the ping of `/readyz`. Both
-//! are polled every few seconds by every process, so each is one cheap
-//! statement bounded by the partial indexes on pending rows.
+//! What `/metrics` reads from the database: the queue gauges, refreshed on
+//! every scrape. Scrapes come every few seconds to every process, so it is
+//! one statement that reads only the partial indexes' pending rows.
 
 use sqlx::PgPool;
 
 const QUEUE: &str = include_str!("metrics/queue.sql");
-const PING: &str = include_str!("metrics/ping.sql");
-pub(crate) const STATEMENTS: &[(&str, &str)] = &[("metrics/queue", QUEUE), ("metrics/ping", PING)];
+pub(crate) const STATEMENTS: &[(&str, &str)] = &[("metrics/queue", QUEUE)];
 
 /// Due work of one app and platform (deliveries), or of one priority
 /// (notifications not yet fanned out).
@@ -54,10 +52,4 @@ pub async fn queue(pool: &PgPool) -> Result<Queue, sqlx::Error> {
         }
     }
     Ok(q)
-}
-
-/// One round trip: the database answers.
-pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
-    sqlx::query_scalar::<_, i32>(PING).fetch_one(pool).await?;
-    Ok(())
 }

@@ -1,2 +1,0 @@
--- Readiness: the database answers.
-SELECT 1
