@@ -88,8 +88,8 @@ async fn readyz_is_ready_with_a_current_schema_and_no_pause(
     let api = spawn(&pool, settings()).await;
     let (status, body) = get_json(&api, "/readyz").await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["status"], "ok");
-    for name in ["database", "migrations", "providers"] {
+    assert_eq!(body["status"], "ready");
+    for name in ["database", "schema", "providers"] {
         assert_eq!(check(&body, name)["ok"], true, "{body}");
     }
 }
@@ -143,10 +143,10 @@ async fn readyz_names_a_schema_older_than_the_binary(_: PgPoolOptions, opts: PgC
     let (status, body) = get_json(&api, "/readyz").await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(check(&body, "database")["ok"], true, "{body}");
-    let migrations = check(&body, "migrations");
-    assert_eq!(migrations["ok"], false);
+    let schema = check(&body, "schema");
+    assert_eq!(schema["ok"], false);
     assert!(
-        migrations["message"]
+        schema["message"]
             .as_str()
             .unwrap()
             .contains("run `pushrelay migrate`"),

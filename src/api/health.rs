@@ -97,23 +97,24 @@ async fn readyz(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
         }
     }
     let health = Health {
-        status: if ready { "ok" } else { "not_ready" },
+        status: if ready { "ready" } else { "not_ready" },
         checks,
     };
     (status, axum::Json(health))
 }
 
-/// Database (reachable), migrations (current), providers (none paused).
+/// Database (reachable), schema (migrations current), providers (none
+/// paused).
 /// The schema check is the database's first round trip, so an unreachable
 /// database is told apart from an old schema by how it failed.
 async fn checks(state: &ApiState) -> Vec<Check> {
-    let migrations = match store::check_schema(&state.pool).await {
-        Ok(()) => Check::ok("migrations"),
+    let schema = match store::check_schema(&state.pool).await {
+        Ok(()) => Check::ok("schema"),
         Err(e @ DbError::Outdated { .. }) => {
             // The holds table may not exist yet: nothing more to ask.
             return vec![
                 Check::ok("database"),
-                Check::failed("migrations", e.to_string()),
+                Check::failed("schema", e.to_string()),
                 Check::failed("providers", "not checked: the schema is not current"),
             ];
         }
@@ -153,7 +154,7 @@ async fn checks(state: &ApiState) -> Vec<Check> {
             ))
         }
     };
-    vec![Check::ok("database"), migrations, providers]
+    vec![Check::ok("database"), schema, providers]
 }
 
 /// The database did not answer: the other checks could not run.
@@ -161,7 +162,7 @@ fn unreachable_db(message: String) -> Vec<Check> {
     let skipped = "not checked: the database did not answer";
     vec![
         Check::failed("database", message),
-        Check::failed("migrations", skipped),
+        Check::failed("schema", skipped),
         Check::failed("providers", skipped),
     ]
 }

@@ -1,0 +1,27 @@
+-- wrk script: single enqueues, POST /v1/notifications. Every request is a
+-- new notification (no idempotency key) to one of 10,000 users; bench/api.sh
+-- sets PUSHRELAY_KEY and APP.
+local key = os.getenv("PUSHRELAY_KEY")
+local app = os.getenv("APP") or "demo"
+local n = 0
+
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer " .. key
+
+function setup(thread)
+  thread:set("id", tostring(math.random(1, 1e9)))
+end
+
+function request()
+  n = n + 1
+  local body = string.format(
+    '{"app":"%s","user_id":"bench-user-%d","title":"Transfer received","body":"You received %d.00 EUR","data":{"ref":"%s-%d"}}',
+    app, n % 10000, n % 997, id or "t", n)
+  return wrk.format(nil, nil, nil, body)
+end
+
+
+function done(summary, latency, requests)
+  io.write(string.format("non_2xx=%d\n", summary.errors.status))
+end
