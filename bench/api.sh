@@ -41,6 +41,7 @@ fi
 # The database: recreated, migrated, a key that no rate limit slows.
 db=${DATABASE_URL##*/}
 server=${DATABASE_URL%/*}/postgres
+export PGOPTIONS=--client-min-messages=warning
 psql -q "$server" -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" -c "CREATE DATABASE \"$db\""
 run() { "$PUSHRELAY_BIN" --config config.toml "$@"; }
 run migrate >/dev/null 2>&1
@@ -54,9 +55,11 @@ fi
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 base=http://127.0.0.1:$port
+# The binary itself in the background (not a shell function), so $! is
+# the daemon's pid and the trap stops it.
 PUSHRELAY__API__LISTEN=127.0.0.1:$port PUSHRELAY__METRICS__LISTEN= \
     PUSHRELAY__TELEMETRY__LEVEL=warn PUSHRELAY__API__ENQUEUE_BATCH=${ENQUEUE_BATCH:-500} \
-    run run 2>/tmp/pushrelay-api-bench.log &
+    "$PUSHRELAY_BIN" --config config.toml run >/tmp/pushrelay-api-bench.log 2>&1 &
 daemon=$!
 trap 'kill "$daemon" 2>/dev/null; wait "$daemon" 2>/dev/null || true' EXIT
 for _ in $(seq 100); do
