@@ -14,7 +14,9 @@ pub mod history;
 pub mod holds;
 pub mod notifications;
 pub mod quota;
+pub mod receipts;
 pub mod status;
+pub mod users;
 pub mod workers;
 
 use std::time::Duration;
@@ -37,6 +39,8 @@ pub fn statements() -> impl Iterator<Item = (&'static str, &'static str)> {
         history::STATEMENTS,
         holds::STATEMENTS,
         status::STATEMENTS,
+        receipts::STATEMENTS,
+        users::STATEMENTS,
         &[
             ("schema/has_migrations", HAS_MIGRATIONS),
             ("schema/applied_version", APPLIED_VERSION),
