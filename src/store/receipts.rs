@@ -77,6 +77,8 @@ pub struct Recorded {
     pub app: String,
     /// `false`: this event of this delivery was already reported.
     pub new: bool,
+    /// When it happened, as the stored (first) report says.
+    pub occurred_at: DateTime<Utc>,
 }
 
 /// Records a report about a delivery of one of the apps `apps` allows
@@ -88,7 +90,7 @@ pub async fn record(
     report: &Report,
     apps: Option<&[String]>,
 ) -> Result<Recorded, ReceiptError> {
-    let row: Option<(i64, String, bool)> = sqlx::query_as(RECORD)
+    let row: Option<(i64, String, bool, DateTime<Utc>)> = sqlx::query_as(RECORD)
         .bind(report.notification_id)
         .bind(report.device_id)
         .bind(report.event.as_str())
@@ -96,7 +98,7 @@ pub async fn record(
         .bind(apps)
         .fetch_optional(pool)
         .await?;
-    let Some((delivery_id, app, new)) = row else {
+    let Some((delivery_id, app, new, occurred_at)) = row else {
         return Err(ReceiptError::NoDelivery {
             notification_id: report.notification_id,
             device_id: report.device_id,
@@ -110,6 +112,7 @@ pub async fn record(
         delivery_id,
         app,
         new,
+        occurred_at,
     })
 }
 
