@@ -717,3 +717,45 @@ async fn scopes_and_apps_bound_what_a_key_may_do(_: PgPoolOptions, opts: PgConne
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
+
+#[sqlx::test(migrations = false)]
+async fn erasing_a_user_while_a_send_is_in_flight_leaves_the_worker_running(
+    _: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let pool = pool(&opts).await;
+    let api = spawn(&pool, settings()).await;
+    let k = key(&pool, &["devices"], None).await;
+    let admin = key(&pool, &["admin"], None).await;
+    // The simulator never answers "510e" tokens: the send hangs until the
+    // send timeout, and its delivery stays `sending` meanwhile.
+    put_device(&api, &k, device("kim", "ios", &ios_token("510e", 1))).await;
+    put_device(&api, &k, device("lea", "ios", &ios_token("a1", 2))).await;
+    let daemon = start(&pool, settings());
+    sqlx::query(
+        "INSERT INTO pushrelay.notifications (app, user_id, body) VALUES ('bank', 'kim', 'hi')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    wait_for(
+        &pool,
+        "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'sending'",
+        1,
+    )
+    .await;
+
+    let (status, erased) = call(&api, reqwest::Method::DELETE, "/v1/users/kim", &admin, None).await;
+    assert_eq!(status, StatusCode::OK, "{erased}");
+    assert_eq!(erased["deliveries"], 1);
+
+    // The worker's result for the erased delivery matches no row, and it
+    // goes on sending.
+    notify_and_settle(&pool, "lea").await;
+    stop(daemon).await;
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM pushrelay.deliveries").await,
+        1
+    );
+    assert_eq!(count(&pool, DELIVERED).await, 1);
+}
