@@ -1,7 +1,7 @@
 //! The one way to start pushrelay: [`App::build`] turns settings into a
 //! ready application (database reachable and migrated, templates compiled,
-//! provider credentials read), and [`App::spawn`] / [`App::run`] start its
-//! worker. `pushrelay run`, the demo and the tests all go through here, as
+//! provider credentials read), [`App::spawn`] / [`App::run`] start its
+//! worker and [`App::serve_api`] its HTTP API. `pushrelay run`, the demo and the tests all go through here, as
 //! zero-to-production's `Application::build`.
 
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::{self, ApiState};
 use crate::config::Settings;
 use crate::providers::{ProviderSetupError, Providers};
 use crate::store::{self, DbError};
@@ -79,6 +80,24 @@ impl App {
             self.providers.clone(),
             self.templates.clone(),
         )
+    }
+
+    /// What the HTTP API's handlers share (see [`crate::api`]).
+    pub fn api_state(&self) -> Arc<ApiState> {
+        Arc::new(ApiState::new(
+            self.pool.clone(),
+            self.settings.clone(),
+            self.templates.clone(),
+        ))
+    }
+
+    /// Serves the HTTP API on `listener` in the background until `stop`.
+    pub fn serve_api(
+        &self,
+        listener: tokio::net::TcpListener,
+        stop: CancellationToken,
+    ) -> JoinHandle<std::io::Result<()>> {
+        tokio::spawn(api::serve(listener, self.api_state(), stop))
     }
 
     /// Runs the worker until `stop` (see [`Worker::run`]).

@@ -10,6 +10,7 @@
 //! [`worker`] above those; [`app`] wires one application that the [`cli`]
 //! and the tests start.
 
+pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;

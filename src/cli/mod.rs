@@ -5,6 +5,7 @@ mod bench;
 mod check_config;
 mod demo;
 mod devices;
+mod keys;
 #[cfg(feature = "mock")]
 mod mock_providers;
 mod run;
@@ -19,6 +20,7 @@ use uuid::Uuid;
 
 pub use self::bench::{BenchArgs, STATEMENTS as BENCH_STATEMENTS};
 pub use self::devices::DevicesCommand;
+pub use self::keys::KeysCommand;
 pub use self::send::SendArgs;
 pub use self::status::{render_holds, render_table};
 use crate::config::Settings;
@@ -43,7 +45,8 @@ pub struct Cli {
 pub enum Command {
     /// Create or upgrade the pushrelay schema (safe to run repeatedly).
     Migrate,
-    /// Run the daemon until SIGTERM/SIGINT (a second signal stops at once).
+    /// Run the daemon (worker and HTTP API) until SIGTERM/SIGINT (a second
+    /// signal stops at once).
     Run,
     /// Enqueue a notification; prints its id.
     Send(SendArgs),
@@ -59,6 +62,9 @@ pub enum Command {
     /// Register, list and remove devices.
     #[command(subcommand)]
     Devices(DevicesCommand),
+    /// Create, list and revoke the HTTP API's keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Validate the configuration and templates and explain any problem.
     CheckConfig,
     /// Run a self-contained demo against the configured database, sending
@@ -153,6 +159,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let settings = load_settings(config)?;
             let pool = store::connect(&settings.database).await?;
             devices::devices_command(&settings, &pool, cmd).await
+        }
+        Command::Keys(cmd) => {
+            let settings = load_settings(config)?;
+            let pool = store::connect(&settings.database).await?;
+            keys::keys_command(&settings, &pool, cmd).await
         }
         Command::Demo { simulator } => demo::run(load_settings(config)?, simulator).await,
         Command::Bench(args) => bench::run(Settings::load(config)?, args).await,

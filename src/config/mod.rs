@@ -49,6 +49,7 @@ pub struct Settings {
     pub simulator: SimulatorSettings,
     pub telemetry: TelemetrySettings,
     pub metrics: MetricsSettings,
+    pub api: ApiSettings,
     #[cfg(feature = "mock")]
     pub mock: MockSettings,
     /// Without the mock servers built in, their `[mock]` table (as in the
@@ -260,6 +261,46 @@ pub struct MetricsSettings {
     pub listen: String,
 }
 
+/// The HTTP API of `pushrelay run`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSettings {
+    /// Address to serve the API on, e.g. "127.0.0.1:8080" (the shipped
+    /// config.toml's); empty, the default, turns the API off (the daemon
+    /// then only works the outbox), so several daemons on one host do not
+    /// fight over a port unless configured to serve.
+    pub listen: String,
+    /// Request bodies larger than this are refused with 413.
+    pub max_body_bytes: usize,
+    /// Requests per second one API key may make (a burst of as many is
+    /// allowed); a key can carry its own.
+    pub rate_per_key: u32,
+    /// How long a verified key is trusted before it is looked up again: a
+    /// revoked key stops working within this long.
+    pub key_cache_secs: u64,
+    /// Single enqueues arriving together are written in one statement of
+    /// at most this many rows.
+    pub enqueue_batch: usize,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            listen: String::new(),
+            max_body_bytes: 4 * 1024 * 1024,
+            rate_per_key: 2_000,
+            key_cache_secs: 5,
+            enqueue_batch: 500,
+        }
+    }
+}
+
+impl ApiSettings {
+    pub fn key_cache(&self) -> Duration {
+        Duration::from_secs(self.key_cache_secs)
+    }
+}
+
 impl Settings {
     /// Loads `path` (if given; else `config.toml` when present) under the
     /// environment overrides.
@@ -367,6 +408,21 @@ impl Settings {
                 "metrics.listen is {:?}; use host:port like \"127.0.0.1:9464\", or \"\" to disable",
                 self.metrics.listen
             ));
+        }
+        if !self.api.listen.is_empty() && self.api.listen.parse::<std::net::SocketAddr>().is_err() {
+            problems.push(format!(
+                "api.listen is {:?}; use host:port like \"127.0.0.1:8080\", or \"\" to turn the API off",
+                self.api.listen
+            ));
+        }
+        for (key, value) in [
+            ("api.max_body_bytes", self.api.max_body_bytes as u64),
+            ("api.rate_per_key", self.api.rate_per_key as u64),
+            ("api.enqueue_batch", self.api.enqueue_batch as u64),
+        ] {
+            if value == 0 {
+                problems.push(format!("{key} must be greater than 0"));
+            }
         }
         problems.extend(self.simulator.problems());
         if self.apps.is_empty() {

@@ -8,6 +8,7 @@
 //! (not `public`), so pushrelay can share a database with a producer that
 //! runs its own sqlx migrations.
 
+pub mod api_keys;
 pub mod deliveries;
 pub mod devices;
 pub mod history;
@@ -29,6 +30,7 @@ use crate::config::DatabaseSettings;
 /// fails the build's tests rather than a daemon in production.
 pub fn statements() -> impl Iterator<Item = (&'static str, &'static str)> {
     [
+        api_keys::STATEMENTS,
         notifications::STATEMENTS,
         deliveries::STATEMENTS,
         devices::STATEMENTS,

@@ -2,6 +2,7 @@
 //! settings with fast retries, and a worker running in the background.
 #![allow(dead_code)]
 
+pub mod api;
 #[cfg(feature = "mock")]
 pub mod mock;
 
