@@ -573,12 +573,12 @@ pub async fn by_idempotency_key(
 /// cancel reports the same).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct Cancellation {
+    pub id: Uuid,
     /// The notification's state: `cancelled` if it had not been fanned out.
     pub state: NotificationState,
     pub cancelled_at: DateTime<Utc>,
     /// Deliveries that will never be sent.
-    #[sqlx(rename = "cancelled")]
-    pub deliveries_cancelled: i64,
+    pub cancelled_deliveries: i64,
     /// Deliveries whose try was already on its way to the provider: it
     /// cannot be recalled, but will not be retried.
     pub in_flight: i64,
@@ -589,14 +589,19 @@ pub struct Cancellation {
 /// Cancels a notification: not fanned out yet, it never will be; its
 /// deliveries waiting for a (re)try are cancelled; those being sent finish
 /// their try and are not retried. `None` when there is no such
-/// notification. Three statements in one transaction rather than one: the
+/// notification (of `apps`, `None`: any app). Three statements in one transaction rather than one: the
 /// first takes the notification's row lock, waiting for a fan-out that
 /// holds it, so that the second (with a fresh snapshot) sees the
 /// deliveries that fan-out created.
-pub async fn cancel(pool: &PgPool, id: Uuid) -> Result<Option<Cancellation>, sqlx::Error> {
+pub async fn cancel(
+    pool: &PgPool,
+    id: Uuid,
+    apps: Option<&[String]>,
+) -> Result<Option<Cancellation>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let found: Option<Uuid> = sqlx::query_scalar(CANCEL_NOTIFICATION)
         .bind(id)
+        .bind(apps)
         .fetch_optional(&mut *tx)
         .await?;
     if found.is_none() {
