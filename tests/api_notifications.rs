@@ -734,3 +734,136 @@ async fn the_support_view_shows_what_devices_reported(_: PgPoolOptions, opts: Pg
     assert_eq!(d["token"], pushrelay::model::mask_token(&token), "{shown}");
     stop(daemon).await;
 }
+
+#[sqlx::test(migrations = false)]
+async fn concurrent_single_enqueues_each_get_their_own_answer(
+    _: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let pool = pool(&opts).await;
+    let api = std::sync::Arc::new(spawn(&pool, settings()).await);
+    let k = key(&pool, &["send"], None).await;
+    let mut requests = tokio::task::JoinSet::new();
+    // 100 different notifications and 20 copies of one request, at once:
+    // they share statements, and the copies still make one notification.
+    for i in 0..120 {
+        let (api, k) = (api.clone(), k.clone());
+        requests.spawn(async move {
+            let body = if i < 100 {
+                json!({"app": "bank", "user_id": format!("u{i}"), "body": "hi"})
+            } else {
+                json!({"app": "bank", "user_id": "same", "body": "hi", "idempotency_key": "once"})
+            };
+            let (status, n) = post(&api, &k, "/v1/notifications", body).await;
+            (i, status, n["id"].as_str().unwrap_or_default().to_owned())
+        });
+    }
+    let mut ids = HashSet::new();
+    let mut copies = Vec::new();
+    while let Some(r) = requests.join_next().await {
+        let (i, status, id) = r.unwrap();
+        if i < 100 {
+            assert_eq!(status, StatusCode::CREATED);
+            ids.insert(id);
+        } else {
+            copies.push((status, id));
+        }
+    }
+    assert_eq!(ids.len(), 100);
+    let created = copies.iter().filter(|c| c.0 == StatusCode::CREATED).count();
+    assert_eq!(created, 1, "{copies:?}");
+    assert!(copies
+        .iter()
+        .all(|c| c.1 == copies[0].1 && (c.0 == StatusCode::OK || c.0 == StatusCode::CREATED)));
+    assert_eq!(rows(&pool).await, 101);
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_row_only_the_database_refuses_fails_alone(_: PgPoolOptions, opts: PgConnectOptions) {
+    let pool = pool(&opts).await;
+    let api = spawn(&pool, settings()).await;
+    let k = key(&pool, &["send"], None).await;
+    // A badge the options parser takes (u32) but the table's trigger
+    // refuses (above 2^31 - 1): the statement fails, and the items are
+    // tried one by one.
+    let items = json!([
+        {"app": "bank", "user_id": "a", "body": "ok", "idempotency_key": "a"},
+        {"app": "bank", "user_id": "b", "body": "no", "options": {"badge": 4294967295u32}},
+        {"app": "bank", "user_id": "c", "body": "ok"},
+    ]);
+    let (status, body) = post(
+        &api,
+        &k,
+        "/v1/notifications/batch",
+        json!({ "notifications": items }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let statuses: Vec<&Value> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["status"])
+        .collect();
+    assert_eq!(statuses, [&json!(201), &json!(422), &json!(201)], "{body}");
+    let err = &body["results"][1]["error"];
+    assert_eq!(err["code"], "rejected");
+    assert!(err["message"].as_str().unwrap().contains("badge"), "{err}");
+    assert_eq!(rows(&pool).await, 2);
+}
+
+#[sqlx::test(migrations = false)]
+async fn cancelled_deliveries_handed_back_are_never_sent(_: PgPoolOptions, opts: PgConnectOptions) {
+    use pushrelay::model::Priority;
+    use pushrelay::store::{deliveries, workers};
+    let pool = pool(&opts).await;
+    let device = add_device(&pool, "alice", Platform::Ios, &ios_token("a1", 1)).await;
+    let id = pushrelay::store::notifications::enqueue(
+        &pool,
+        &pushrelay::store::notifications::NewNotification {
+            app: APP.into(),
+            user_id: Some("alice".into()),
+            body: Some("hi".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    // One delivery handed back unsent while cancelled (due again), one
+    // held by a process that died.
+    let device2 = add_device(&pool, "alice", Platform::Ios, &ios_token("a1", 2)).await;
+    sqlx::query(
+        "INSERT INTO pushrelay.deliveries
+             (notification_id, device_id, app, platform, priority, expires_at, state, tries,
+              lease_owner, cancelled_at)
+         VALUES ($1, $2, 'bank', 'ios', 'urgent', now() + interval '1 hour', 'pending', 0, NULL, now()),
+                ($1, $3, 'bank', 'ios', 'urgent', now() + interval '1 hour', 'sending', 1, 'gone', now())",
+    )
+    .bind(id)
+    .bind(device)
+    .bind(device2)
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let claimed = deliveries::claim_retries(&pool, Platform::Ios, Priority::Urgent, 10, "me", &[])
+        .await
+        .unwrap();
+    assert!(claimed.is_empty(), "{claimed:?}");
+    let rescued = workers::rescue(&pool, Duration::from_secs(30), 10, &[])
+        .await
+        .unwrap();
+    assert_eq!(rescued.rescued, 1);
+    let states: Vec<(String, i32)> =
+        sqlx::query_as("SELECT state, attempts FROM pushrelay.deliveries ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(states, [("cancelled".into(), 0), ("cancelled".into(), 0)]);
+    let retry_at: Option<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("SELECT retry_at FROM pushrelay.attempts WHERE outcome = 'lost'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(retry_at, None, "a cancelled delivery is not re-queued");
+}

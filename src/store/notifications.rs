@@ -422,15 +422,15 @@ fn rejected(e: sqlx::Error) -> OutboxError {
     }
 }
 
-/// Inserts `requests` in one transaction and one statement, returning per
+/// Inserts `requests` in one statement (so: atomically), returning per
 /// request (same order) what became of it or why it was refused.
 ///
 /// Each request is checked first ([`check`]); those that pass are inserted
 /// together, ordered by (app, idempotency key) so that concurrent batches
 /// sharing keys wait for each other instead of deadlocking. If the
 /// statement still fails on a row (a rule [`check`] does not know), the
-/// rows are inserted one by one, each under its own savepoint, so every
-/// request gets its own answer. Requests whose idempotency key is taken
+/// rows are inserted one by one in one transaction, each under its own
+/// savepoint, so every request gets its own answer. Requests whose idempotency key is taken
 /// (by an earlier notification, or an earlier request of this batch) are
 /// looked up with one more statement. `Err` only for a database that
 /// cannot be reached or fails as a whole.
@@ -464,14 +464,15 @@ pub async fn insert_many(
     }
 
     if !columns.id.is_empty() {
-        let mut tx = pool.begin().await?;
+        // One statement is atomic on its own: no transaction (and its two
+        // extra round trips) unless rows must be tried one by one.
+        let mut conn = pool.acquire().await?;
         let mut inserted = Vec::new();
-        match columns.insert(&mut tx).await {
+        match columns.insert(&mut conn).await {
             Ok(rows) => inserted = rows,
             Err(e) if is_row_error(&e) => {
                 tracing::debug!(error = %e, "a batch insert failed on a row; inserting one by one");
-                tx.rollback().await?;
-                tx = pool.begin().await?;
+                let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
                 for k in 0..columns.id.len() {
                     let one = columns.row(k);
                     let mut savepoint = sqlx::Acquire::begin(&mut *tx).await?;
@@ -487,6 +488,7 @@ pub async fn insert_many(
                         Err(e) => return Err(e),
                     }
                 }
+                tx.commit().await?;
             }
             Err(e) => return Err(e),
         }
@@ -518,7 +520,7 @@ pub async fn insert_many(
             let rows: Vec<Holder> = sqlx::query_as(EXISTING)
                 .bind(&apps)
                 .bind(&keys)
-                .fetch_all(&mut *tx)
+                .fetch_all(&mut *conn)
                 .await?;
             let existing: HashMap<(&str, &str), &Holder> = rows
                 .iter()
@@ -548,7 +550,6 @@ pub async fn insert_many(
                 });
             }
         }
-        tx.commit().await?;
     }
     Ok(results
         .into_iter()
