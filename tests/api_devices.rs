@@ -516,6 +516,33 @@ async fn a_receipt_is_recorded_once_and_counted(_: PgPoolOptions, opts: PgConnec
     .await
     .unwrap();
     assert_eq!(rows, [("opened".into(), 1), ("received".into(), 1)]);
+    // Support sees them in the notification's status.
+    let reader = key(&pool, &["read"], None).await;
+    let (status, view) = call(
+        &api,
+        reqwest::Method::GET,
+        &format!("/v1/notifications/{n}"),
+        &reader,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(
+        (view["received"].as_i64(), view["opened"].as_i64()),
+        (Some(1), Some(1)),
+        "{view}"
+    );
+    let events: Vec<&str> = view["deliveries"][0]["receipts"]
+        .as_array()
+        .expect("receipts")
+        .iter()
+        .map(|r| r["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(events.len(), 2, "{view}");
+    assert!(
+        events.contains(&"opened") && events.contains(&"received"),
+        "{view}"
+    );
     // The provider's word on the delivery stays as it was.
     assert_eq!(
         count(

@@ -13,11 +13,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 const RECORD: &str = include_str!("receipts/record.sql");
-const FOR_NOTIFICATION: &str = include_str!("receipts/for_notification.sql");
-pub(crate) const STATEMENTS: &[(&str, &str)] = &[
-    ("receipts/record", RECORD),
-    ("receipts/for_notification", FOR_NOTIFICATION),
-];
+pub(crate) const STATEMENTS: &[(&str, &str)] = &[("receipts/record", RECORD)];
 
 /// What a device reports. Stored as text (`device_receipts.event`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -114,24 +110,4 @@ pub async fn record(
         new,
         occurred_at,
     })
-}
-
-/// One reported event, for the status views.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-pub struct DeviceReceipt {
-    pub delivery_id: i64,
-    pub event: String,
-    pub occurred_at: DateTime<Utc>,
-    pub reported_at: DateTime<Utc>,
-}
-
-/// Every event the devices reported about one notification, by delivery.
-pub async fn for_notification(
-    pool: &PgPool,
-    notification_id: Uuid,
-) -> Result<Vec<DeviceReceipt>, ReceiptError> {
-    Ok(sqlx::query_as(FOR_NOTIFICATION)
-        .bind(notification_id)
-        .fetch_all(pool)
-        .await?)
 }
