@@ -152,7 +152,9 @@ text_enum!(
 
 text_enum!(
     /// `sending → delivered | failed | token_dead | expired`, or `pending`
-    /// while it waits for a retry (then `sending` again).
+    /// while it waits for a retry (then `sending` again); `cancelled` when
+    /// its notification was cancelled before it was sent, or while a try
+    /// was in flight that would otherwise have been retried.
     DeliveryState, "delivery state" {
         Pending = "pending",
         Sending = "sending",
@@ -160,6 +162,7 @@ text_enum!(
         Failed = "failed",
         TokenDead = "token_dead",
         Expired = "expired",
+        Cancelled = "cancelled",
     }
 );
 
@@ -230,7 +233,7 @@ mod tests {
         let err = "sent".parse::<DeliveryState>().unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown delivery state \"sent\"; expected one of: pending, sending, delivered, failed, token_dead, expired"
+            "unknown delivery state \"sent\"; expected one of: pending, sending, delivered, failed, token_dead, expired, cancelled"
         );
         assert_eq!(
             serde_json::to_string(&AttemptOutcome::ConfigError).unwrap(),

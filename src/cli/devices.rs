@@ -6,7 +6,7 @@ use clap::Subcommand;
 use super::send::known_app;
 use crate::config::Settings;
 use crate::model::{mask_token, Environment, Platform};
-use crate::store::devices::{self, NewDevice};
+use crate::store::devices::{self, NewDevice, Registration};
 
 #[derive(Debug, Subcommand)]
 pub enum DevicesCommand {
@@ -27,6 +27,13 @@ pub enum DevicesCommand {
         locale: String,
         #[arg(long, default_value = "UTC")]
         timezone: String,
+        /// The app's version on the device (kept when not given).
+        #[arg(long)]
+        app_version: Option<String>,
+        /// The device's tags, comma-separated; replaces the ones it has
+        /// (kept when not given; `--tags ""` clears them).
+        #[arg(long, value_delimiter = ',')]
+        tags: Option<Vec<String>>,
     },
     /// List devices (tokens masked).
     List {
@@ -60,35 +67,37 @@ pub(super) async fn devices_command(
             environment,
             locale,
             timezone,
+            app_version,
+            tags,
         } => {
             known_app(settings, &app)?;
-            let id = devices::register(
+            // `--tags ""` arrives as one empty tag: no tags.
+            let tags = tags.map(|t| t.into_iter().filter(|t| !t.is_empty()).collect::<Vec<_>>());
+            let new = NewDevice {
+                app: &app,
+                user_id: &user,
+                platform,
+                token: &token,
+                environment,
+                locale: &locale,
+                timezone: &timezone,
+            };
+            let registered = devices::register_device(
                 pool,
-                &NewDevice {
-                    app: &app,
-                    user_id: &user,
-                    platform,
-                    token: &token,
-                    environment,
-                    locale: &locale,
-                    timezone: &timezone,
+                &Registration {
+                    app_version: app_version.as_deref(),
+                    tags: tags.as_deref(),
+                    ..Registration::from(&new)
                 },
             )
             .await?;
-            println!("{id}");
+            println!("{}", registered.device.id);
         }
         DevicesCommand::List { app, user, json } => {
             let rows = devices::list(pool, app.as_deref(), user.as_deref()).await?;
             if json {
-                let out: Vec<_> = rows
-                    .iter()
-                    .map(|d| {
-                        let mut v = serde_json::to_value(d).expect("devices serialize");
-                        v["token"] = mask_token(&d.token).into();
-                        v
-                    })
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&out)?);
+                // Rows serialize with their tokens masked.
+                println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 println!(
                     "{:<6} {:<10} {:<16} {:<8} {:<14} {:<6} state",

@@ -16,7 +16,9 @@ pub mod holds;
 pub mod metrics;
 pub mod notifications;
 pub mod quota;
+pub mod receipts;
 pub mod status;
+pub mod users;
 pub mod workers;
 
 use std::time::Duration;
@@ -41,6 +43,8 @@ pub fn statements() -> impl Iterator<Item = (&'static str, &'static str)> {
         holds::STATEMENTS,
         status::STATEMENTS,
         metrics::STATEMENTS,
+        receipts::STATEMENTS,
+        users::STATEMENTS,
         &[
             ("schema/has_migrations", HAS_MIGRATIONS),
             ("schema/applied_version", APPLIED_VERSION),

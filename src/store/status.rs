@@ -1,5 +1,9 @@
 //! Support's view: what happened to a notification, device by device,
-//! attempt by attempt. Tokens are masked.
+//! attempt by attempt, and what the app on each device reported back
+//! (received, displayed, opened). Tokens are masked. The HTTP API answers
+//! with the same view, so CLI and API never disagree.
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -13,6 +17,7 @@ use crate::model::{
 const NOTIFICATION: &str = include_str!("status/notification.sql");
 const DELIVERIES: &str = include_str!("status/deliveries.sql");
 const RECEIPTS: &str = include_str!("status/receipts.sql");
+const DEVICE_RECEIPTS: &str = include_str!("status/device_receipts.sql");
 const OPEN_WORK: &str = include_str!("status/open_work.sql");
 const DELIVERIES_BY_STATE: &str = include_str!("status/deliveries_by_state.sql");
 pub(crate) const STATEMENTS: &[(&str, &str)] = &[
@@ -20,6 +25,7 @@ pub(crate) const STATEMENTS: &[(&str, &str)] = &[
     ("status/notification", NOTIFICATION),
     ("status/deliveries", DELIVERIES),
     ("status/receipts", RECEIPTS),
+    ("status/device_receipts", DEVICE_RECEIPTS),
     ("status/open_work", OPEN_WORK),
 ];
 
@@ -33,28 +39,77 @@ pub enum StatusError {
     Database(#[from] sqlx::Error),
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct NotificationStatus {
     pub id: Uuid,
     pub app: String,
     pub user_id: Option<String>,
+    pub device_ids: Option<Vec<i64>>,
     pub template: Option<String>,
+    pub title: Option<String>,
     pub priority: Priority,
     pub state: NotificationState,
     pub state_reason: Option<String>,
+    pub idempotency_key: Option<String>,
     pub created_at: DateTime<Utc>,
     pub send_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     /// 0: "now or never", one try at once (`expires_at` is then `send_at`).
     pub ttl_seconds: i32,
     pub fanned_out_at: Option<DateTime<Utc>>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    /// Deliveries whose device reported the notification received,
+    /// displayed, opened (the device receipts).
+    pub received: i64,
+    pub displayed: i64,
+    pub opened: i64,
     #[sqlx(skip)]
     pub deliveries: Vec<DeliveryStatus>,
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+impl NotificationStatus {
+    /// A notification just inserted, as reading it back would show it:
+    /// pending, no deliveries yet. Spares the API a read after each insert.
+    pub fn just_inserted(
+        id: Uuid,
+        n: &crate::store::notifications::NewNotification,
+        created_at: DateTime<Utc>,
+        send_at: DateTime<Utc>,
+    ) -> NotificationStatus {
+        let ttl_seconds = n.ttl_seconds.unwrap_or(DEFAULT_TTL_SECONDS);
+        NotificationStatus {
+            id,
+            app: n.app.clone(),
+            user_id: n.user_id.clone(),
+            device_ids: n.device_ids.clone(),
+            template: n.template.clone(),
+            title: n.title.clone(),
+            priority: n.priority.unwrap_or(Priority::Urgent),
+            state: NotificationState::Pending,
+            state_reason: None,
+            idempotency_key: n.idempotency_key.clone(),
+            created_at,
+            send_at,
+            expires_at: send_at + chrono::Duration::seconds(i64::from(ttl_seconds)),
+            ttl_seconds,
+            fanned_out_at: None,
+            cancelled_at: None,
+            received: 0,
+            displayed: 0,
+            opened: 0,
+            deliveries: Vec::new(),
+        }
+    }
+}
+
+/// The table's default `ttl_seconds` (one day).
+pub const DEFAULT_TTL_SECONDS: i32 = 86_400;
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct DeliveryStatus {
     pub id: i64,
+    #[serde(skip)]
+    pub notification_id: Uuid,
     pub device_id: i64,
     pub platform: Platform,
     /// Masked; `None` when the device no longer exists.
@@ -64,11 +119,17 @@ pub struct DeliveryStatus {
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub provider_message_id: Option<String>,
     pub last_error: Option<String>,
+    /// Set when its notification was cancelled; a try then in flight was
+    /// not recalled, but is not retried.
+    pub cancelled_at: Option<DateTime<Utc>>,
     #[sqlx(skip)]
     pub history: Vec<AttemptStatus>,
+    /// What the app on the device reported.
+    #[sqlx(skip)]
+    pub receipts: Vec<DeviceReceipt>,
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct AttemptStatus {
     #[serde(skip)]
     pub delivery_id: i64,
@@ -83,24 +144,73 @@ pub struct AttemptStatus {
     pub retry_at: Option<DateTime<Utc>>,
 }
 
+/// One event the app on the device reported for a delivery.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct DeviceReceipt {
+    #[serde(skip)]
+    pub delivery_id: i64,
+    /// received | displayed | opened
+    pub event: String,
+    pub occurred_at: DateTime<Utc>,
+    pub reported_at: DateTime<Utc>,
+}
+
 pub async fn load(pool: &PgPool, id: Uuid) -> Result<NotificationStatus, StatusError> {
-    let mut n: NotificationStatus = sqlx::query_as(NOTIFICATION)
-        .bind(id)
-        .fetch_optional(pool)
+    load_many(pool, &[id])
         .await?
-        .ok_or(StatusError::NotFound(id))?;
-    n.deliveries = sqlx::query_as(DELIVERIES).bind(id).fetch_all(pool).await?;
-    for d in &mut n.deliveries {
-        d.token = d.token.as_deref().map(mask_token);
+        .pop()
+        .ok_or(StatusError::NotFound(id))
+}
+
+/// The support view of several notifications in four statements whatever
+/// their number, in the order of `ids`; missing ones are left out.
+pub async fn load_many(
+    pool: &PgPool,
+    ids: &[Uuid],
+) -> Result<Vec<NotificationStatus>, StatusError> {
+    let mut found: Vec<NotificationStatus> = sqlx::query_as(NOTIFICATION)
+        .bind(ids)
+        .fetch_all(pool)
+        .await?;
+    if found.is_empty() {
+        return Ok(found);
     }
-    let ids: Vec<i64> = n.deliveries.iter().map(|d| d.id).collect();
-    let attempts: Vec<AttemptStatus> = sqlx::query_as(RECEIPTS).bind(&ids).fetch_all(pool).await?;
+    let mut deliveries: Vec<DeliveryStatus> =
+        sqlx::query_as(DELIVERIES).bind(ids).fetch_all(pool).await?;
+    let delivery_ids: Vec<i64> = deliveries.iter().map(|d| d.id).collect();
+    let attempts: Vec<AttemptStatus> = sqlx::query_as(RECEIPTS)
+        .bind(&delivery_ids)
+        .fetch_all(pool)
+        .await?;
+    let reported: Vec<DeviceReceipt> = sqlx::query_as(DEVICE_RECEIPTS)
+        .bind(&delivery_ids)
+        .fetch_all(pool)
+        .await?;
+    let position: HashMap<i64, usize> = deliveries
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.id, i))
+        .collect();
     for a in attempts {
-        if let Some(d) = n.deliveries.iter_mut().find(|d| d.id == a.delivery_id) {
-            d.history.push(a);
+        if let Some(&i) = position.get(&a.delivery_id) {
+            deliveries[i].history.push(a);
         }
     }
-    Ok(n)
+    for r in reported {
+        if let Some(&i) = position.get(&r.delivery_id) {
+            deliveries[i].receipts.push(r);
+        }
+    }
+    let order: HashMap<Uuid, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    found.sort_by_key(|n| order.get(&n.id).copied());
+    let at: HashMap<Uuid, usize> = found.iter().enumerate().map(|(i, n)| (n.id, i)).collect();
+    for mut d in deliveries {
+        d.token = d.token.as_deref().map(mask_token);
+        if let Some(&i) = at.get(&d.notification_id) {
+            found[i].deliveries.push(d);
+        }
+    }
+    Ok(found)
 }
 
 /// Notifications not yet fanned out plus deliveries not yet settled, for

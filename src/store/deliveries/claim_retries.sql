@@ -3,8 +3,13 @@
 -- to this process ($4), with what sending them needs. The device and the
 -- notification are outer-joined so a row whose device was deleted is
 -- still claimed (and then failed) instead of blocking the queue.
+--
+-- A due delivery whose notification was cancelled (`cancelled_at`: it
+-- was handed back unsent while cancelled, e.g. at shutdown) is settled as
+-- `cancelled` here instead of being sent, and not returned.
 WITH due AS (
-    SELECT d.id, n.template, n.title, n.body, n.data, n.collapse_key, n.options,
+    SELECT d.id, d.cancelled_at IS NOT NULL AS cancelled,
+           n.template, n.title, n.body, n.data, n.collapse_key, n.options,
            COALESCE(n.ttl_seconds = 0, false) AS now_or_never,
            v.token, v.environment, v.locale, v.invalidated_at, v.invalidated_reason
       FROM pushrelay.deliveries d
@@ -15,13 +20,23 @@ WITH due AS (
      ORDER BY d.next_attempt_at
      LIMIT $3
        FOR UPDATE OF d SKIP LOCKED
+), claimed AS (
+    UPDATE pushrelay.deliveries d
+       SET state = CASE WHEN due.cancelled THEN 'cancelled' ELSE 'sending' END,
+           attempts = d.attempts + CASE WHEN due.cancelled THEN 0 ELSE 1 END,
+           tries = d.tries + CASE WHEN due.cancelled THEN 0 ELSE 1 END,
+           lease_owner = CASE WHEN due.cancelled THEN NULL ELSE $4 END,
+           last_error = CASE WHEN due.cancelled THEN 'cancelled' ELSE d.last_error END,
+           updated_at = now()
+      FROM due
+     WHERE d.id = due.id
+    RETURNING d.id, d.notification_id, d.device_id, d.app, d.priority, d.expires_at, d.attempts,
+              d.tries, due.cancelled, due.template, due.title, due.body, due.data,
+              due.collapse_key, due.options, due.now_or_never, due.token,
+              due.environment, due.locale, due.invalidated_at, due.invalidated_reason
 )
-UPDATE pushrelay.deliveries d
-   SET state = 'sending', attempts = d.attempts + 1, tries = d.tries + 1, lease_owner = $4,
-       updated_at = now()
-  FROM due
- WHERE d.id = due.id
-RETURNING d.id, d.notification_id, d.device_id, d.app, d.priority, d.expires_at, d.attempts,
-          d.tries, due.template, due.title, due.body, due.data, due.collapse_key, due.options,
-          due.now_or_never, due.token,
-          due.environment, due.locale, due.invalidated_at, due.invalidated_reason
+SELECT id, notification_id, device_id, app, priority, expires_at, attempts, tries, template,
+       title, body, data, collapse_key, options, now_or_never, token, environment, locale,
+       invalidated_at, invalidated_reason
+  FROM claimed
+ WHERE NOT cancelled

@@ -1,5 +1,5 @@
 -- Deletes up to $2 finished notifications older than $1 days, with their
--- deliveries and receipts, oldest first.
+-- deliveries, receipts and what devices reported, oldest first.
 WITH old AS (
     SELECT n.id FROM pushrelay.notifications n
      WHERE n.created_at < now() - make_interval(days => $1) AND n.state <> 'pending'
@@ -12,5 +12,7 @@ WITH old AS (
     RETURNING d.id
 ), gone_receipts AS (
     DELETE FROM pushrelay.attempts a USING gone_deliveries g WHERE a.delivery_id = g.id
+), gone_device_receipts AS (
+    DELETE FROM pushrelay.device_receipts r USING old WHERE r.notification_id = old.id
 )
 DELETE FROM pushrelay.notifications n USING old WHERE n.id = old.id

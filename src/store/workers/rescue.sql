@@ -3,6 +3,8 @@
 -- (their registration is removed here), those named in $3 (an earlier
 -- life of a restarting process), and owners with no registration at all.
 -- A live process's deliveries are never touched, however long they take.
+-- A delivery whose notification was cancelled (`cancelled_at`) is not
+-- re-queued: it becomes `cancelled`.
 -- Returns how many deliveries were handed back and which processes were
 -- declared gone.
 WITH dead AS (
@@ -19,19 +21,23 @@ WITH dead AS (
        FOR UPDATE OF d SKIP LOCKED
 ), requeued AS (
     UPDATE pushrelay.deliveries d
-       SET state = 'pending', next_attempt_at = now(), lease_owner = NULL, updated_at = now(),
-           last_error = format('process %s stopped reporting while it held this delivery; re-queued',
-                               lost.lease_owner)
+       SET state = CASE WHEN d.cancelled_at IS NULL THEN 'pending' ELSE 'cancelled' END,
+           next_attempt_at = now(), lease_owner = NULL, updated_at = now(),
+           last_error = CASE WHEN d.cancelled_at IS NULL
+               THEN format('process %s stopped reporting while it held this delivery; re-queued',
+                           lost.lease_owner)
+               ELSE format('process %s stopped reporting while it held this delivery; cancelled, not re-queued',
+                           lost.lease_owner) END
       FROM lost
      WHERE d.id = lost.id
-    RETURNING d.id, lost.tries, lost.lease_owner, lost.updated_at
+    RETURNING d.id, lost.tries, lost.lease_owner, lost.updated_at, d.state
 ), receipts AS (
     INSERT INTO pushrelay.attempts
         (delivery_id, attempt, worker, provider, started_at, finished_at, latency_ms, outcome,
          reason, retry_at)
     SELECT id, greatest(tries, 1), lease_owner, '(unknown)', updated_at, now(), 0, 'lost',
            'the process that held this delivery stopped reporting (crashed, hung or cut off); it may or may not have been sent',
-           now()
+           CASE WHEN state = 'pending' THEN now() END
       FROM requeued
     ON CONFLICT (delivery_id, attempt) DO NOTHING
 )
