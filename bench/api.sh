@@ -9,6 +9,8 @@
 #   DURATION=60 bench/api.sh single   # one run, longer
 #   DEVICES=1000 bench/api.sh         # the first 1,000 users have an iOS device
 #                                     # on the simulator, so the worker sends too
+#   SEND_AT=2099-01-01T00:00:00Z bench/api.sh batch
+#                                     # scheduled: the enqueue alone, no fan-out
 #
 # Environment: DATABASE_URL (default postgres://postgres@127.0.0.1:5432/pushrelay_api_bench;
 # the database is dropped and recreated), CONNECTIONS (64), BATCH_CONNECTIONS (4),
@@ -72,15 +74,31 @@ curl -fs "$base/readyz" >/dev/null
 count() { psql -qtA "$DATABASE_URL" -c "SELECT count(*) FROM pushrelay.notifications"; }
 # The worker fans out what the previous run enqueued before the next run
 # starts, and the machine is quiet (other builds and benches skew it).
-settle() {
-    while [[ $(psql -qtA "$DATABASE_URL" -c "SELECT count(*) FROM pushrelay.notifications WHERE state = 'pending'") != 0 ]]; do
-        sleep 1
+fanned_out() {
+    while [[ $(psql -qtA "$DATABASE_URL" -c "SELECT count(*) FROM pushrelay.notifications WHERE state = 'pending' AND send_at <= now()") != 0 ]]; do
+        sleep 0.2
     done
+}
+settle() {
+    fanned_out
     while awk -v max="$LOAD_MAX" '{ exit !($1 >= max) }' /proc/loadavg; do
         echo "waiting for a quiet machine: load $(cut -d' ' -f1-3 /proc/loadavg) (LOAD_MAX=$LOAD_MAX)" >&2
         sleep 60
     done
     echo "load before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
+# CPU seconds so far of the daemon, and of the PostgreSQL backends serving
+# this database (the pools keep their connections for the whole run; the
+# server is shared with other work, so not the postmaster's total).
+cpu() {
+    local tck pg pids
+    tck=$(getconf CLK_TCK)
+    pids=$(psql -qtA "$DATABASE_URL" -c "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    pg=$(for p in $pids; do cat "/proc/$p/stat" 2>/dev/null; done |
+        awk '{ s += $14 + $15 } END { print s + 0 }')
+    awk -v d="$(awk '{ print $14 + $15 }' "/proc/$daemon/stat")" -v pg="$pg" -v t="$tck" \
+        'BEGIN { printf "%.2f %.2f\n", d / t, pg / t }'
 }
 
 # wrk's latency distribution value for a percentile line, in ms.
@@ -93,6 +111,7 @@ ms() {
 for what in $RUNS; do
     settle
     before=$(count)
+    read -r d0 pg0 < <(cpu)
     case $what in
     single)
         out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s bench/enqueue.lua "$base/v1/notifications")
@@ -106,6 +125,10 @@ for what in $RUNS; do
         ;;
     esac
     echo "$out"
+    # The worker's fan-out of what was enqueued runs during the run: wait
+    # for it, so its share is counted too.
+    fanned_out
+    read -r d1 pg1 < <(cpu)
     after=$(count)
     rps=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
     non2xx=$(awk -F= '/^non_2xx=/ { print $2 }' <<<"$out")
@@ -115,7 +138,11 @@ for what in $RUNS; do
     # Notifications the database holds afterwards, per second of the run:
     # what was enqueued, not just answered.
     stored=$(awk -v n=$((after - before)) -v d="$DURATION" 'BEGIN { printf "%.0f", n / d }')
-    echo "run=$what requests_per_sec=$rps notifications_per_sec=$stored p50_ms=$p50 p99_ms=$p99 non_2xx=$non2xx per_request=$per connections=$([[ $what == batch ]] && echo "$BATCH_CONNECTIONS" || echo "$CONNECTIONS")"
+    # CPU per enqueued notification, enqueue and fan-out included.
+    n=$((after - before))
+    daemon_us=$(awk -v a="$d0" -v b="$d1" -v n="$n" 'BEGIN { printf "%.1f", n ? (b - a) * 1e6 / n : 0 }')
+    db_us=$(awk -v a="$pg0" -v b="$pg1" -v n="$n" 'BEGIN { printf "%.1f", n ? (b - a) * 1e6 / n : 0 }')
+    echo "run=$what requests_per_sec=$rps notifications_per_sec=$stored p50_ms=$p50 p99_ms=$p99 non_2xx=$non2xx per_request=$per connections=$([[ $what == batch ]] && echo "$BATCH_CONNECTIONS" || echo "$CONNECTIONS") daemon_cpu_us=$daemon_us db_cpu_us=$db_us"
     if [[ $non2xx != 0 ]]; then
         echo "some requests were refused; see /tmp/pushrelay-api-bench.log" >&2
     fi

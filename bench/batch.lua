@@ -3,6 +3,9 @@
 -- the simulator (bench/api.sh decides). The body is built once per thread.
 local key = os.getenv("PUSHRELAY_KEY")
 local app = os.getenv("APP") or "demo"
+-- SEND_AT: schedule them (e.g. far ahead, to measure the enqueue alone).
+local send_at = os.getenv("SEND_AT")
+local extra = send_at and string.format(',"send_at":"%s"', send_at) or ""
 local size = tonumber(os.getenv("BATCH") or "1000")
 
 wrk.method = "POST"
@@ -12,8 +15,8 @@ wrk.headers["Authorization"] = "Bearer " .. key
 local items = {}
 for i = 1, size do
   items[i] = string.format(
-    '{"app":"%s","user_id":"bench-user-%d","priority":"bulk","title":"Weekly digest","body":"Your statement %d is ready"}',
-    app, i % 10000, i)
+    '{"app":"%s","user_id":"bench-user-%d","priority":"bulk","title":"Weekly digest","body":"Your statement %d is ready"%s}',
+    app, i % 10000, i, extra)
 end
 wrk.body = '{"notifications":[' .. table.concat(items, ",") .. ']}'
 

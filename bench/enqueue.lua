@@ -3,6 +3,9 @@
 -- sets PUSHRELAY_KEY and APP.
 local key = os.getenv("PUSHRELAY_KEY")
 local app = os.getenv("APP") or "demo"
+-- SEND_AT: schedule them (e.g. far ahead, to measure the enqueue alone).
+local send_at = os.getenv("SEND_AT")
+local extra = send_at and string.format(',"send_at":"%s"', send_at) or ""
 local n = 0
 
 wrk.method = "POST"
@@ -16,8 +19,8 @@ end
 function request()
   n = n + 1
   local body = string.format(
-    '{"app":"%s","user_id":"bench-user-%d","title":"Transfer received","body":"You received %d.00 EUR","data":{"ref":"%s-%d"}}',
-    app, n % 10000, n % 997, id or "t", n)
+    '{"app":"%s","user_id":"bench-user-%d","title":"Transfer received","body":"You received %d.00 EUR","data":{"ref":"%s-%d"}%s}',
+    app, n % 10000, n % 997, id or "t", n, extra)
   return wrk.format(nil, nil, nil, body)
 end
 
