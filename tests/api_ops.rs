@@ -372,6 +372,13 @@ async fn metrics_count_a_delivered_send_by_app_provider_and_outcome(
         delivered.len() == 1 && delivered[0] >= 1.0,
         "{delivered:?}\n{body}"
     );
+    // Enqueue → accepted, per app, platform and priority.
+    let count = samples(
+        &body,
+        "pushrelay_enqueue_to_accepted_seconds_count",
+        &[r#"app="bank""#, r#"platform="ios""#, r#"priority="urgent""#],
+    );
+    assert!(count.len() == 1 && count[0] >= 1.0, "{count:?}\n{body}");
     // Provider latency is a histogram with buckets, not a summary.
     assert!(
         body.lines()

@@ -50,6 +50,8 @@ pub struct ClaimedRetry {
     pub locale: Option<String>,
     pub invalidated_at: Option<DateTime<Utc>>,
     pub invalidated_reason: Option<String>,
+    /// When the notification was enqueued (`None`: it no longer exists).
+    pub created_at: Option<DateTime<Utc>>,
 }
 
 /// Claims up to `limit` due retries of one platform and priority for

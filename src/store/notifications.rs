@@ -741,6 +741,8 @@ impl From<serde_json::Value> for StoredOptions {
 pub struct FannedOut {
     #[sqlx(flatten)]
     pub content: Content,
+    /// When the notification was enqueued (for the enqueue→accepted histogram).
+    pub created_at: DateTime<Utc>,
     pub delivery_ids: Vec<i64>,
     pub device_ids: Vec<i64>,
     pub platforms: Vec<Platform>,

@@ -99,6 +99,7 @@ fn hand_over(lanes: &[Arc<Lane>], rows: Vec<FannedOut>) {
     let mut deliveries = 0;
     for n in rows {
         deliveries += n.delivery_ids.len() as u64;
+        let enqueued_at = Some(n.created_at);
         let content = Arc::new(n.content);
         let devices = n
             .delivery_ids
@@ -123,7 +124,7 @@ fn hand_over(lanes: &[Arc<Lane>], rows: Vec<FannedOut>) {
                 tries: 1,
                 invalidated: None,
                 content: content.clone(),
-                enqueued_at: None,
+                enqueued_at,
             });
         }
     }

@@ -486,7 +486,7 @@ fn job_of_retry(row: ClaimedRetry) -> Job {
             now_or_never: row.now_or_never,
             expires_at: row.expires_at,
         }),
-        enqueued_at: None,
+        enqueued_at: row.created_at,
     }
 }
 

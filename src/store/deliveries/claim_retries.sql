@@ -9,7 +9,7 @@
 -- `cancelled` here instead of being sent, and not returned.
 WITH due AS (
     SELECT d.id, d.cancelled_at IS NOT NULL AS cancelled,
-           n.template, n.title, n.body, n.data, n.collapse_key, n.options,
+           n.template, n.title, n.body, n.data, n.collapse_key, n.options, n.created_at,
            COALESCE(n.ttl_seconds = 0, false) AS now_or_never,
            v.token, v.environment, v.locale, v.invalidated_at, v.invalidated_reason
       FROM pushrelay.deliveries d
@@ -33,10 +33,11 @@ WITH due AS (
     RETURNING d.id, d.notification_id, d.device_id, d.app, d.priority, d.expires_at, d.attempts,
               d.tries, due.cancelled, due.template, due.title, due.body, due.data,
               due.collapse_key, due.options, due.now_or_never, due.token,
-              due.environment, due.locale, due.invalidated_at, due.invalidated_reason
+              due.environment, due.locale, due.invalidated_at, due.invalidated_reason,
+              due.created_at
 )
 SELECT id, notification_id, device_id, app, priority, expires_at, attempts, tries, template,
        title, body, data, collapse_key, options, now_or_never, token, environment, locale,
-       invalidated_at, invalidated_reason
+       invalidated_at, invalidated_reason, created_at
   FROM claimed
  WHERE NOT cancelled
