@@ -13,6 +13,8 @@ pub(super) async fn run(settings: Settings) -> anyhow::Result<()> {
     // Bound before anything starts, so a taken port is reported at once.
     let listener = api::bind(&settings).await?;
     let app = App::build(settings).await?;
+    // The queue gauges of /metrics read the database, wherever it is scraped.
+    telemetry::set_scrape_pool(app.pool.clone());
     let (stop, hard) = (CancellationToken::new(), CancellationToken::new());
     tokio::spawn(watch_signals(stop.clone(), hard.clone()));
     // The API stops taking requests on the first signal, like the worker
