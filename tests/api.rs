@@ -405,3 +405,43 @@ async fn keys_are_created_listed_and_revoked_from_the_command_line(
     assert!(!run(&["keys", "list"]).contains("billing"));
     assert!(run(&["keys", "list", "--all"]).contains("billing"));
 }
+
+#[sqlx::test(migrations = false)]
+async fn text_the_database_cannot_store_is_the_callers_error(
+    _: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    // Found by the spec fuzzer: a NUL character in a parameter used to
+    // reach PostgreSQL and come back as a 500.
+    let pool = pool(&opts).await;
+    let api = spawn(&pool, settings()).await;
+    let admin = key(&pool, &["admin"], None).await;
+    for path in [
+        "/v1/users/a%00b/notifications",
+        "/v1/users/a%00b/devices",
+        "/v1/notifications?app=bank&idempotency_key=a%00b",
+    ] {
+        let response = api
+            .client
+            .get(api.url(path))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        let (status, error) = error_of(response).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {error}");
+        assert_eq!(error["code"], "invalid_text", "{path}");
+    }
+    let response = api
+        .client
+        .get(api.url("/v1/notifications?app=a%00b&idempotency_key=k"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    let (status, error) = error_of(response).await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("unknown_app"))
+    );
+}

@@ -135,22 +135,7 @@ impl Caller {
     /// The app must be configured (422 naming it) and within the key's
     /// apps (403).
     pub fn require_app(&self, state: &ApiState, app: &str) -> Result<(), ApiError> {
-        if !state.settings.apps.contains_key(app) {
-            return Err(ApiError::unprocessable(
-                "unknown_app",
-                format!(
-                    "unknown app {app:?}; configured apps are: {}",
-                    state
-                        .settings
-                        .apps
-                        .keys()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            )
-            .field("app"));
-        }
+        state.known_app(app)?;
         if !self.can_see(app) {
             return Err(ApiError::forbidden(format!(
                 "this API key ({}) is limited to the apps {}; it cannot act on app {app:?}",

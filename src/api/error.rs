@@ -111,6 +111,18 @@ impl From<sqlx::Error> for ApiError {
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
                 ApiError::unavailable(e)
             }
+            // A value PostgreSQL cannot hold as text reached a query (a
+            // NUL character, from a path or query parameter): the
+            // caller's input, not our failure.
+            sqlx::Error::Database(db)
+                if matches!(db.code().as_deref(), Some("22021" | "22P05")) =>
+            {
+                ApiError::bad_request(
+                    "invalid_text",
+                    "a text value in this request contains a character that cannot be stored \
+                     (a NUL character, \\u0000); remove it",
+                )
+            }
             other => ApiError::internal(other),
         }
     }

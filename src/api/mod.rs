@@ -88,6 +88,28 @@ impl ApiState {
     }
 }
 
+impl ApiState {
+    /// 422 naming the app unless it is configured.
+    pub fn known_app(&self, app: &str) -> Result<(), ApiError> {
+        if self.settings.apps.contains_key(app) {
+            return Ok(());
+        }
+        Err(ApiError::unprocessable(
+            "unknown_app",
+            format!(
+                "unknown app {app:?}; configured apps are: {}",
+                self.settings
+                    .apps
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+        .field("app"))
+    }
+}
+
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub fn router(state: Arc<ApiState>) -> Router {

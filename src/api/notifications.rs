@@ -515,6 +515,7 @@ async fn find(
             ),
         )
     };
+    state.known_app(&app)?;
     if !caller.can_see(&app) {
         return Err(not_found());
     }
