@@ -262,3 +262,80 @@ async fn devices_on_a_platform_the_app_does_not_send_to_get_no_delivery(
     );
     stop(daemon).await;
 }
+
+#[sqlx::test(migrations = false)]
+async fn retention_deletes_old_finished_notifications_with_everything_they_left(
+    _: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    use pushrelay::store::{history, receipts};
+
+    let pool = pool(&opts).await;
+    let device = add_device(&pool, "u-old", Platform::Ios, &ios_token("0d", 1)).await;
+    let daemon = start(&pool, settings());
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        ids.push(
+            pushrelay::store::notifications::enqueue(
+                &pool,
+                &pushrelay::store::notifications::NewNotification {
+                    app: APP.into(),
+                    user_id: Some("u-old".into()),
+                    body: Some("statement ready".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    wait_for(&pool, DELIVERED, 2).await;
+    stop(daemon).await;
+    for &id in &ids {
+        receipts::record(
+            &pool,
+            &receipts::Report {
+                notification_id: id,
+                device_id: device,
+                event: receipts::Event::Opened,
+                occurred_at: None,
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    }
+    sqlx::query(
+        "UPDATE pushrelay.notifications SET created_at = now() - interval '40 days' WHERE id = $1",
+    )
+    .bind(ids[0])
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    assert_eq!(history::clean(&pool, 30, 100).await.unwrap(), 1);
+    for (table, column) in [
+        ("notifications", "id"),
+        ("deliveries", "notification_id"),
+        ("device_receipts", "notification_id"),
+    ] {
+        let left = |id: uuid::Uuid| {
+            let pool = pool.clone();
+            let sql = format!("SELECT count(*) FROM pushrelay.{table} WHERE {column} = $1");
+            async move {
+                sqlx::query_scalar::<_, i64>(&sql)
+                    .bind(id)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(left(ids[0]).await, 0, "old {table} rows are gone");
+        assert_eq!(left(ids[1]).await, 1, "recent {table} rows stay");
+    }
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM pushrelay.attempts").await,
+        1,
+        "only the recent delivery's receipt is left"
+    );
+}
