@@ -139,7 +139,14 @@ fn refused(e: OutboxError) -> ApiError {
         ),
         e => {
             let mut err = ApiError::unprocessable("invalid_field", e.to_string());
-            err.field = e.field().map(str::to_owned);
+            err.field = match &e {
+                // The option itself (`options.badge`) when it is one option's.
+                OutboxError::BadOptions(o) => Some(match o.option() {
+                    Some(k) => format!("options.{k}"),
+                    None => "options".to_owned(),
+                }),
+                e => e.field().map(str::to_owned),
+            };
             err
         }
     }
