@@ -1,6 +1,8 @@
 -- wrk script: POST /v1/notifications/batch with BATCH (default 1,000)
 -- notifications per request, to users without devices or with a few on
--- the simulator (bench/api.sh decides). The body is built once per thread.
+-- the simulator (bench/api.sh decides). Each item carries a small `data`
+-- object, as a real notification does (an empty one would spare the
+-- database work real traffic costs). The body is built once per thread.
 local key = os.getenv("PUSHRELAY_KEY")
 local app = os.getenv("APP") or "demo"
 -- SEND_AT: schedule them (e.g. far ahead, to measure the enqueue alone).
@@ -15,8 +17,8 @@ wrk.headers["Authorization"] = "Bearer " .. key
 local items = {}
 for i = 1, size do
   items[i] = string.format(
-    '{"app":"%s","user_id":"bench-user-%d","priority":"bulk","title":"Weekly digest","body":"Your statement %d is ready"%s}',
-    app, i % 10000, i, extra)
+    '{"app":"%s","user_id":"bench-user-%d","priority":"bulk","title":"Weekly digest","body":"Your statement %d is ready","data":{"amount":"%d.%02d","currency":"EUR","ref":"stmt-%d"}%s}',
+    app, i % 10000, i, i % 1000, i % 100, i, extra)
 end
 wrk.body = '{"notifications":[' .. table.concat(items, ",") .. ']}'
 

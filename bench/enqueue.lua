@@ -1,6 +1,7 @@
 -- wrk script: single enqueues, POST /v1/notifications. Every request is a
--- new notification (no idempotency key) to one of 10,000 users; bench/api.sh
--- sets PUSHRELAY_KEY and APP.
+-- new notification (no idempotency key) to one of 10,000 users, with a
+-- small `data` object as real notifications carry; bench/api.sh sets
+-- PUSHRELAY_KEY and APP.
 local key = os.getenv("PUSHRELAY_KEY")
 local app = os.getenv("APP") or "demo"
 -- SEND_AT: schedule them (e.g. far ahead, to measure the enqueue alone).
@@ -19,8 +20,8 @@ end
 function request()
   n = n + 1
   local body = string.format(
-    '{"app":"%s","user_id":"bench-user-%d","title":"Transfer received","body":"You received %d.00 EUR","data":{"ref":"%s-%d"}%s}',
-    app, n % 10000, n % 997, id or "t", n, extra)
+    '{"app":"%s","user_id":"bench-user-%d","title":"Transfer received","body":"You received %d.00 EUR","data":{"amount":"%d.00","currency":"EUR","ref":"%s-%d"}%s}',
+    app, n % 10000, n % 997, n % 997, id or "t", n, extra)
   return wrk.format(nil, nil, nil, body)
 end
 

@@ -6,9 +6,11 @@
 //!
 //! The options are one JSON object rather than a column each: a producer's
 //! `INSERT` names only what it uses, a new option needs no migration, and a
-//! database trigger (migrations/0003_content.sql) still refuses an unknown
-//! key or a bad value at insert time with the key named, exactly like the
-//! parser here (which reads templates and re-checks rows).
+//! database trigger (migrations/0003_content.sql) still refuses a
+//! producer's unknown key or bad value at insert time with the key named.
+//! The parser here refuses at least everything the trigger does: it reads
+//! templates, re-checks rows, and is the only check of the rows the HTTP
+//! API writes (they skip the trigger, migration 0007).
 
 use serde::{Deserialize, Serialize};
 
@@ -167,46 +169,141 @@ pub enum OptionsError {
     NotAnObject(String),
     #[error("options: {0}")]
     Invalid(String),
+    /// One option is unknown or its value wrong.
+    #[error("options.{key}: {problem}")]
+    Key { key: String, problem: String },
 }
+
+impl OptionsError {
+    fn key(key: &str, problem: impl Into<String>) -> OptionsError {
+        OptionsError::Key {
+            key: key.to_owned(),
+            problem: problem.into(),
+        }
+    }
+
+    /// The option at fault, when it is one option's.
+    pub fn option(&self) -> Option<&str> {
+        match self {
+            OptionsError::Key { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+}
+
+/// The largest badge and notification count: the database's (a PostgreSQL
+/// `integer`, as the content trigger checks).
+pub const MAX_COUNT: u32 = i32::MAX as u32;
+
+const SOUND_SHAPE: &str =
+    r#"must be a sound name, "none", or {"critical": 1, "name": "default", "volume": 0.0..1.0}"#;
 
 impl Options {
     /// Parses and checks an options object (a stored row, a template's
-    /// `[options]`, a CLI flag). `null` is the empty set.
+    /// `[options]`, a CLI flag, an API request). `null` is the empty set.
+    /// Refuses everything the database's content trigger refuses
+    /// (migration 0003), which the API relies on: its rows skip the trigger.
     pub fn from_json(v: &serde_json::Value) -> Result<Options, OptionsError> {
         if v.is_null() {
             return Ok(Options::default());
         }
-        if !v.is_object() {
+        let Some(map) = v.as_object() else {
             return Err(OptionsError::NotAnObject(v.to_string()));
+        };
+        for (k, value) in map {
+            // serde reads a null as "not set"; the trigger refuses it.
+            if value.is_null() {
+                return Err(OptionsError::key(
+                    k,
+                    "must not be null; leave the option out for its default",
+                ));
+            }
         }
-        let o = Options::deserialize(v).map_err(|e| OptionsError::Invalid(e.to_string()))?;
+        // serde's untagged `Sound` would take extra keys, or an array for
+        // the critical sound's fields.
+        if let Some(sound) = map.get("sound") {
+            let ok = match sound {
+                serde_json::Value::String(_) => true,
+                serde_json::Value::Object(o) => {
+                    o.len() == 3
+                        && ["critical", "name", "volume"]
+                            .iter()
+                            .all(|k| o.contains_key(*k))
+                }
+                _ => false,
+            };
+            if !ok {
+                return Err(OptionsError::key(
+                    "sound",
+                    format!("{SOUND_SHAPE}; got {sound}"),
+                ));
+            }
+        }
+        let o: Options = serde_path_to_error::deserialize(v).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.inner().to_string();
+            // An unknown key has no path of its own: serde names it
+            // ("unknown field `x`, expected one of ..."). The template
+            // loader looks for "unknown field".
+            let unknown = inner
+                .strip_prefix("unknown field `")
+                .and_then(|rest| rest.split_once("`, "));
+            match path
+                .split(['.', '['])
+                .next()
+                .filter(|k| !k.is_empty() && *k != "?")
+            {
+                Some(k) => OptionsError::key(k, inner),
+                None => match unknown {
+                    Some((k, expected)) => {
+                        OptionsError::key(k, format!("unknown field (not an option); {expected}"))
+                    }
+                    None => OptionsError::Invalid(inner),
+                },
+            }
+        })?;
         o.check()?;
         Ok(o)
     }
 
     /// The value checks serde cannot express; the same as the database's.
     pub fn check(&self) -> Result<(), OptionsError> {
-        let bad = |m: String| Err(OptionsError::Invalid(m));
+        let bad = |k: &str, m: String| Err(OptionsError::key(k, m));
         if let Some(Sound::Critical {
             critical, volume, ..
         }) = &self.sound
         {
             if *critical != 1 || !(0.0..=1.0).contains(volume) {
-                return bad(format!(
-                    "sound: a critical sound is {{\"critical\": 1, \"name\": \"default\", \"volume\": 0.0..1.0}}, got critical {critical}, volume {volume}"
-                ));
+                return bad(
+                    "sound",
+                    format!("{SOUND_SHAPE}; got critical {critical}, volume {volume}"),
+                );
+            }
+        }
+        for (k, count) in [
+            ("badge", self.badge),
+            ("notification_count", self.notification_count),
+        ] {
+            if let Some(c) = count.filter(|&c| c > MAX_COUNT) {
+                return bad(
+                    k,
+                    format!("must be a whole number from 0 to {MAX_COUNT}, got {c}"),
+                );
             }
         }
         if let Some(r) = self.relevance_score {
             if !(0.0..=1.0).contains(&r) {
-                return bad(format!("relevance_score must be between 0 and 1, got {r}"));
+                return bad(
+                    "relevance_score",
+                    format!("must be between 0 and 1, got {r}"),
+                );
             }
         }
         if let Some(c) = &self.color {
             let ok =
                 c.len() == 7 && c.starts_with('#') && c[1..].bytes().all(|b| b.is_ascii_hexdigit());
             if !ok {
-                return bad(format!("color must be #rrggbb, got {c:?}"));
+                return bad("color", format!("must be #rrggbb, got {c:?}"));
             }
         }
         if let Some(l) = &self.analytics_label {
@@ -214,14 +311,15 @@ impl Options {
                 && l.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.~%".contains(&b));
             if !ok {
-                return bad(format!(
-                    "analytics_label must match ^[a-zA-Z0-9-_.~%]{{1,50}}$ (FCM's rule), got {l:?}"
-                ));
+                return bad(
+                    "analytics_label",
+                    format!("must match ^[a-zA-Z0-9-_.~%]{{1,50}}$ (FCM's rule), got {l:?}"),
+                );
             }
         }
         if let Some(i) = &self.image {
             if !i.starts_with("https://") {
-                return bad(format!("image must be an https:// URL, got {i:?}"));
+                return bad("image", format!("must be an https:// URL, got {i:?}"));
             }
         }
         Ok(())
@@ -281,6 +379,22 @@ mod tests {
     fn unknown_and_bad_options_are_named() {
         let e = Options::from_json(&json!({"badges": 1})).unwrap_err();
         assert!(e.to_string().contains("badges"), "{e}");
+        // The template loader tells an unknown key by these words.
+        assert!(e.to_string().contains("unknown field"), "{e}");
+        assert_eq!(e.option(), Some("badges"));
+        for (o, key) in [
+            (json!({"badge": "one"}), "badge"),
+            (json!({"badge": 2_147_483_648u32}), "badge"),
+            (json!({"sound": null}), "sound"),
+            (
+                json!({"sound": {"critical": 1, "name": "a", "volume": 1, "x": 1}}),
+                "sound",
+            ),
+            (json!({"relevance_score": 2}), "relevance_score"),
+        ] {
+            let e = Options::from_json(&o).unwrap_err();
+            assert_eq!(e.option(), Some(key), "{o}: {e}");
+        }
         let e = Options::from_json(&json!({"color": "red"})).unwrap_err();
         assert!(e.to_string().contains("color"), "{e}");
         let e = Options::from_json(&json!({"push_type": "fax"})).unwrap_err();

@@ -7,7 +7,9 @@
 //! second on a small machine. The batch endpoint is one `insert_many` of
 //! its own. Both answer per notification: inserted (201), a repeat of an
 //! earlier request with the same idempotency key (200, the original), or
-//! why it was refused, naming the field.
+//! why it was refused, naming the field. A single enqueue answers with the
+//! support view; a batch item with the notification's id, app, state,
+//! times and idempotency key only (the spec's `Notification`).
 //!
 //! A repeat is told from a conflicting reuse of a key by a SHA-256 of the
 //! request as parsed (serde_json's maps are sorted, so the same request
@@ -30,7 +32,7 @@ use uuid::Uuid;
 
 use super::{ApiError, ApiState, Caller, Json, Path, Query, Scope};
 use crate::config::ApiSettings;
-use crate::model::Priority;
+use crate::model::{NotificationState, Priority};
 use crate::store::notifications::{self as outbox, Cursor, Enqueued, NewNotification, OutboxError};
 use crate::store::status::{self, NotificationStatus, StatusError};
 
@@ -139,7 +141,14 @@ fn refused(e: OutboxError) -> ApiError {
         ),
         e => {
             let mut err = ApiError::unprocessable("invalid_field", e.to_string());
-            err.field = e.field().map(str::to_owned);
+            err.field = match &e {
+                // The option itself (`options.badge`) when it is one option's.
+                OutboxError::BadOptions(o) => Some(match o.option() {
+                    Some(k) => format!("options.{k}"),
+                    None => "options".to_owned(),
+                }),
+                e => e.field().map(str::to_owned),
+            };
             err
         }
     }
@@ -324,13 +333,45 @@ struct BatchBody {
 }
 
 #[derive(Serialize)]
-struct BatchResult {
+struct BatchAnswer<'a> {
+    results: Vec<BatchResult<'a>>,
+}
+
+#[derive(Serialize)]
+struct BatchResult<'a> {
     index: usize,
     status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
-    notification: Option<NotificationStatus>,
+    notification: Option<BatchNotification<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<ItemError>,
+}
+
+/// A batch item's notification: what a producer needs to follow it up
+/// (`GET /v1/notifications/{id}` gives the rest), the spec's
+/// `Notification`. Not the support view a single enqueue answers with: a
+/// thousand of those made the answer several times the request.
+#[derive(Serialize)]
+struct BatchNotification<'a> {
+    id: Uuid,
+    app: &'a str,
+    state: NotificationState,
+    created_at: DateTime<Utc>,
+    send_at: DateTime<Utc>,
+    idempotency_key: Option<&'a str>,
+}
+
+impl<'a> From<&'a NotificationStatus> for BatchNotification<'a> {
+    fn from(n: &'a NotificationStatus) -> Self {
+        BatchNotification {
+            id: n.id,
+            app: &n.app,
+            state: n.state,
+            created_at: n.created_at,
+            send_at: n.send_at,
+            idempotency_key: n.idempotency_key.as_deref(),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -341,8 +382,8 @@ struct ItemError {
     field: Option<String>,
 }
 
-impl BatchResult {
-    fn failed(index: usize, e: ApiError) -> BatchResult {
+impl BatchResult<'_> {
+    fn failed(index: usize, e: ApiError) -> Self {
         // Fields are named from the request's top, as the error of the
         // whole request would name them.
         let field = Some(match e.field {
@@ -378,7 +419,7 @@ async fn enqueue_batch(
         )
         .field("notifications"));
     }
-    let mut results: Vec<Option<BatchResult>> = (0..n).map(|_| None).collect();
+    let mut results: Vec<Option<BatchResult<'_>>> = (0..n).map(|_| None).collect();
     let mut requests = Vec::with_capacity(n);
     let mut positions = Vec::with_capacity(n);
     for (i, item) in body.notifications.into_iter().enumerate() {
@@ -435,23 +476,24 @@ async fn enqueue_batch(
             }) => BatchResult {
                 index: i,
                 status: 201,
-                notification: Some(NotificationStatus::just_inserted(
+                notification: Some(BatchNotification {
                     id,
-                    notification,
+                    app: &notification.app,
+                    state: NotificationState::Pending,
                     created_at,
                     send_at,
-                )),
+                    idempotency_key: notification.idempotency_key.as_deref(),
+                }),
                 error: None,
             },
             Ok(Enqueued::Existing {
                 id,
                 same_request: true,
             }) => match originals.get(&id) {
-                // The same original twice in one batch: cloned once more.
                 Some(original) => BatchResult {
                     index: i,
                     status: 200,
-                    notification: Some(original.clone()),
+                    notification: Some(original.into()),
                     error: None,
                 },
                 None => BatchResult::failed(i, missing(id)),
@@ -462,8 +504,8 @@ async fn enqueue_batch(
             Err(e) => BatchResult::failed(i, refused(e)),
         });
     }
-    let results: Vec<BatchResult> = results.into_iter().flatten().collect();
-    Ok(axum::Json(serde_json::json!({ "results": results })).into_response())
+    let results: Vec<BatchResult<'_>> = results.into_iter().flatten().collect();
+    Ok(axum::Json(BatchAnswer { results }).into_response())
 }
 
 /// `GET /v1/notifications/{id}`
