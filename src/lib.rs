@@ -8,7 +8,7 @@
 //! Dependencies point one way: [`model`] and [`config`] at the bottom;
 //! [`store`] (all SQL), [`templates`] and [`providers`] above them;
 //! [`worker`] above those; [`app`] wires one application that the [`cli`]
-//! and the tests start.
+//! and the tests start; [`api`] (the HTTP API) and [`cli`] are at the top.
 
 pub mod api;
 pub mod app;
