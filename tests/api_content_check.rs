@@ -188,16 +188,8 @@ async fn the_rust_check_refuses_everything_the_content_trigger_refuses(
 }
 
 async fn post(api: &TestApi, key: &str, path: &str, body: Value) -> (StatusCode, Value) {
-    let res = api
-        .client
-        .post(api.url(path))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
+    api.call(key, reqwest::Method::POST, path, Some(&body), &[])
         .await
-        .expect("request");
-    let status = res.status();
-    (status, res.json().await.expect("a JSON answer"))
 }
 
 fn item(data: &Value, options: &Value) -> Value {

@@ -40,12 +40,7 @@ async fn send(
     key: &str,
     body: Option<Value>,
 ) -> (StatusCode, String) {
-    let mut req = api.client.request(method, api.url(path)).bearer_auth(key);
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let res = req.send().await.expect("request");
-    (res.status(), res.text().await.expect("body"))
+    api.send(key, method, path, body.as_ref(), &[]).await
 }
 
 async fn call(
@@ -55,13 +50,7 @@ async fn call(
     key: &str,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
-    let (status, text) = send(api, method, path, key, body).await;
-    let value = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
-    };
-    (status, value)
+    api.call(key, method, path, body.as_ref(), &[]).await
 }
 
 async fn put_device(api: &TestApi, key: &str, body: Value) -> (StatusCode, Value) {

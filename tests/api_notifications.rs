@@ -24,18 +24,11 @@ async fn call(
     body: Option<Value>,
     idempotency_key: Option<&str>,
 ) -> (StatusCode, Value) {
-    let mut req = api.client.request(method, api.url(path)).bearer_auth(key);
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    if let Some(k) = idempotency_key {
-        req = req.header("Idempotency-Key", k);
-    }
-    let res = req.send().await.expect("request");
-    let status = res.status();
-    let text = res.text().await.unwrap();
-    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, body)
+    let headers: Vec<(&str, &str)> = idempotency_key
+        .map(|k| ("Idempotency-Key", k))
+        .into_iter()
+        .collect();
+    api.call(key, method, path, body.as_ref(), &headers).await
 }
 
 async fn post(api: &TestApi, key: &str, path: &str, body: Value) -> (StatusCode, Value) {

@@ -20,6 +20,46 @@ impl TestApi {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
+
+    /// A request with `key`, a JSON body and extra headers, if given: the
+    /// status and the body as text.
+    pub async fn send(
+        &self,
+        key: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        headers: &[(&str, &str)],
+    ) -> (reqwest::StatusCode, String) {
+        let mut req = self.client.request(method, self.url(path)).bearer_auth(key);
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let res = req.send().await.expect("request");
+        (res.status(), res.text().await.expect("body"))
+    }
+
+    /// [`TestApi::send`], the body read as JSON: `Null` when empty, the
+    /// text as a JSON string when it is not JSON.
+    pub async fn call(
+        &self,
+        key: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        headers: &[(&str, &str)],
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let (status, text) = self.send(key, method, path, body, headers).await;
+        let value = if text.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+        };
+        (status, value)
+    }
 }
 
 /// Serves the API (no worker: start one with `common::start` if the test
