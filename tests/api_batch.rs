@@ -19,13 +19,10 @@ async fn a_batch_item_answers_with_the_notification_not_the_support_view(
     let pool = pool(&opts).await;
     let api = spawn(&pool, settings()).await;
     let k = key(&pool, &["send", "read"], None).await;
-    let post = |path: &'static str, body: Value| {
-        let req = api.client.post(api.url(path)).bearer_auth(&k).json(&body);
-        async move {
-            let res = req.send().await.expect("request");
-            let status = res.status();
-            (status, res.json::<Value>().await.expect("JSON"))
-        }
+    let (api, k) = (&api, &k);
+    let post = |path: &'static str, body: Value| async move {
+        api.call(k, reqwest::Method::POST, path, Some(&body), &[])
+            .await
     };
     let items = json!([
         {"app": "bank", "user_id": "alice", "body": "hi", "idempotency_key": "k1",
@@ -76,16 +73,15 @@ async fn a_batch_item_answers_with_the_notification_not_the_support_view(
     );
     // The support view has the same id, times and key.
     let id = first_item["id"].as_str().unwrap();
-    let view: Value = api
-        .client
-        .get(api.url(&format!("/v1/notifications/{id}")))
-        .bearer_auth(&k)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, view) = api
+        .call(
+            k,
+            reqwest::Method::GET,
+            &format!("/v1/notifications/{id}"),
+            None,
+            &[],
+        )
+        .await;
     for field in expected {
         assert_eq!(view[field], first_item[field], "{field}: {view}");
     }
