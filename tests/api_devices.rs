@@ -101,7 +101,8 @@ async fn notify_and_settle(pool: &PgPool, user: &str) -> uuid::Uuid {
 /// What was counted under `name` with these labels since the last
 /// snapshot (a snapshot takes the counts). `#[sqlx::test]` runs on a
 /// current-thread runtime, so the server's tasks see the recorder the test
-/// installs on its thread. (`/metrics` is not served on this branch yet.)
+/// installs on its thread. (tests/api_receipt_metrics.rs reads the same
+/// counter from `/metrics`.)
 fn counter(metrics: &Snapshotter, name: &str, labels: &[(&str, &str)]) -> u64 {
     metrics
         .snapshot()
