@@ -74,14 +74,18 @@ impl Keys {
         Ok(key)
     }
 
+    /// Requests a second `key` may make: its own rate, or the default.
+    fn rate(&self, key: &ApiKey) -> u32 {
+        key.rate_per_sec
+            .map(|r| r.max(1) as u32)
+            .unwrap_or(self.default_rate)
+            .max(1)
+    }
+
     /// GCRA: a key may make `rate` requests a second, in bursts of up to
     /// `rate`. `Err(wait)` when it is over.
     fn admit(&self, key: &ApiKey) -> Result<(), Duration> {
-        let rate = key
-            .rate_per_sec
-            .map(|r| r.max(1) as u32)
-            .unwrap_or(self.default_rate)
-            .max(1);
+        let rate = self.rate(key);
         let interval = Duration::from_secs(1) / rate;
         let burst = Duration::from_secs(1);
         let now = Instant::now();
@@ -209,7 +213,7 @@ impl FromRequestParts<Arc<ApiState>> for Caller {
                 format!(
                     "this API key ({}) is over its rate of {} requests a second; retry after {secs} s",
                     key.prefix,
-                    key.rate_per_sec.map(|r| r as u32).unwrap_or(state.keys.default_rate)
+                    state.keys.rate(&key)
                 ),
             )
             .retry_after(secs)

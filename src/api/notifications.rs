@@ -15,7 +15,6 @@
 //! request as parsed (serde_json's maps are sorted, so the same request
 //! always has the same digest, whatever its key order or whitespace).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -179,7 +178,9 @@ type Outcome = Result<Result<Enqueued, OutboxError>, ApiError>;
 
 struct Job {
     request: outbox::Request,
-    reply: oneshot::Sender<Outcome>,
+    /// The request comes back with its outcome: the answer is built from
+    /// it, so it is never copied.
+    reply: oneshot::Sender<(outbox::Request, Outcome)>,
 }
 
 /// Groups concurrent single enqueues into one statement: a task takes
@@ -199,14 +200,18 @@ impl Outbox {
         Outbox { tx }
     }
 
-    async fn enqueue(&self, request: outbox::Request) -> Outcome {
+    async fn enqueue(
+        &self,
+        request: outbox::Request,
+    ) -> Result<(outbox::Request, Result<Enqueued, OutboxError>), ApiError> {
         let (reply, answer) = oneshot::channel();
         let gone = || ApiError::internal("the enqueue writer task is gone");
         self.tx
             .send(Job { request, reply })
             .await
             .map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
+        let (request, outcome) = answer.await.map_err(|_| gone())?;
+        Ok((request, outcome?))
     }
 }
 
@@ -230,14 +235,15 @@ async fn write(pool: PgPool, mut rx: mpsc::Receiver<Job>, batch: usize) {
             metrics::histogram!("pushrelay_api_enqueue_group_size").record(requests.len() as f64);
             match outbox::insert_many(&pool, &requests).await {
                 Ok(results) => {
-                    for (reply, result) in replies.into_iter().zip(results) {
-                        let _ = reply.send(Ok(result));
+                    for ((reply, request), result) in replies.into_iter().zip(requests).zip(results)
+                    {
+                        let _ = reply.send((request, Ok(result)));
                     }
                 }
                 Err(e) => {
                     let err = ApiError::from(e);
-                    for reply in replies {
-                        let _ = reply.send(Err(err.clone()));
+                    for (reply, request) in replies.into_iter().zip(requests) {
+                        let _ = reply.send((request, Err(err.clone())));
                     }
                 }
             }
@@ -287,7 +293,7 @@ async fn enqueue(
     }
     admit(&state, &caller, &body)?;
     let request = body.into_request();
-    let result = state.outbox.enqueue(request.clone()).await?;
+    let (request, result) = state.outbox.enqueue(request).await?;
     count_enqueued(&[&result]);
     match result.map_err(refused)? {
         Enqueued::Inserted {
@@ -311,6 +317,7 @@ async fn enqueue(
         Enqueued::Existing {
             id,
             same_request: true,
+            ..
         } => Ok(axum::Json(load(&state.pool, id).await?).into_response()),
         Enqueued::Existing { .. } => Err(reused(request.notification.idempotency_key.as_deref())),
     }
@@ -359,19 +366,6 @@ struct BatchNotification<'a> {
     created_at: DateTime<Utc>,
     send_at: DateTime<Utc>,
     idempotency_key: Option<&'a str>,
-}
-
-impl<'a> From<&'a NotificationStatus> for BatchNotification<'a> {
-    fn from(n: &'a NotificationStatus) -> Self {
-        BatchNotification {
-            id: n.id,
-            app: &n.app,
-            state: n.state,
-            created_at: n.created_at,
-            send_at: n.send_at,
-            idempotency_key: n.idempotency_key.as_deref(),
-        }
-    }
 }
 
 #[derive(Serialize)]
@@ -442,30 +436,6 @@ async fn enqueue_batch(
     let enqueued = outbox::insert_many(&state.pool, &requests).await?;
     count_enqueued(&enqueued.iter().collect::<Vec<_>>());
 
-    // Repeats answer with the original, read in one go.
-    let repeats: Vec<Uuid> = enqueued
-        .iter()
-        .filter_map(|r| match r {
-            Ok(Enqueued::Existing {
-                id,
-                same_request: true,
-            }) => Some(*id),
-            _ => None,
-        })
-        .collect();
-    let originals: HashMap<Uuid, NotificationStatus> = if repeats.is_empty() {
-        HashMap::new()
-    } else {
-        status::load_many(&state.pool, &repeats)
-            .await
-            .map_err(|e| match e {
-                StatusError::Database(e) => e.into(),
-                e => ApiError::internal(e),
-            })?
-            .into_iter()
-            .map(|s| (s.id, s))
-            .collect()
-    };
     for ((i, request), result) in positions.into_iter().zip(&requests).zip(enqueued) {
         let notification = &request.notification;
         results[i] = Some(match result {
@@ -486,17 +456,25 @@ async fn enqueue_batch(
                 }),
                 error: None,
             },
+            // A repeat answers with the original, as the key's lookup read it.
             Ok(Enqueued::Existing {
                 id,
                 same_request: true,
-            }) => match originals.get(&id) {
-                Some(original) => BatchResult {
-                    index: i,
-                    status: 200,
-                    notification: Some(original.into()),
-                    error: None,
-                },
-                None => BatchResult::failed(i, missing(id)),
+                state,
+                created_at,
+                send_at,
+            }) => BatchResult {
+                index: i,
+                status: 200,
+                notification: Some(BatchNotification {
+                    id,
+                    app: &notification.app,
+                    state,
+                    created_at,
+                    send_at,
+                    idempotency_key: notification.idempotency_key.as_deref(),
+                }),
+                error: None,
             },
             Ok(Enqueued::Existing { .. }) => {
                 BatchResult::failed(i, reused(notification.idempotency_key.as_deref()))

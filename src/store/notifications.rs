@@ -153,7 +153,13 @@ pub enum Enqueued {
     /// Its idempotency key was taken for the app. `same_request`: the
     /// existing row came from the same request (or from a producer's SQL
     /// insert, which has no digest), so this is a repeat, not a conflict.
-    Existing { id: Uuid, same_request: bool },
+    Existing {
+        id: Uuid,
+        same_request: bool,
+        state: NotificationState,
+        created_at: DateTime<Utc>,
+        send_at: DateTime<Utc>,
+    },
 }
 
 impl Enqueued {
@@ -411,6 +417,9 @@ struct Holder {
     idempotency_key: String,
     id: Uuid,
     request_sha256: Option<Vec<u8>>,
+    state: NotificationState,
+    created_at: DateTime<Utc>,
+    send_at: DateTime<Utc>,
 }
 
 /// A refusal by the database that concerns the rows (a constraint, a value
@@ -554,6 +563,9 @@ pub async fn insert_many(
                             (Some(stored), Some(ours)) => stored.as_slice() == ours.as_slice(),
                             _ => true,
                         },
+                        state: h.state,
+                        created_at: h.created_at,
+                        send_at: h.send_at,
                     }),
                     // Deleted between the insert and the lookup (retention).
                     None => Err(OutboxError::Rejected(

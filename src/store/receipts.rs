@@ -28,8 +28,6 @@ pub enum Event {
 }
 
 impl Event {
-    pub const ALL: &'static [Event] = &[Event::Received, Event::Displayed, Event::Opened];
-
     pub fn as_str(self) -> &'static str {
         match self {
             Event::Received => "received",

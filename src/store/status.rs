@@ -59,9 +59,13 @@ pub struct NotificationStatus {
     pub fanned_out_at: Option<DateTime<Utc>>,
     pub cancelled_at: Option<DateTime<Utc>>,
     /// Deliveries whose device reported the notification received,
-    /// displayed, opened (the device receipts).
+    /// displayed, opened (the device receipts), counted from the
+    /// deliveries' own receipts below.
+    #[sqlx(default)]
     pub received: i64,
+    #[sqlx(default)]
     pub displayed: i64,
+    #[sqlx(default)]
     pub opened: i64,
     #[sqlx(skip)]
     pub deliveries: Vec<DeliveryStatus>,
@@ -207,7 +211,16 @@ pub async fn load_many(
     for mut d in deliveries {
         d.token = d.token.as_deref().map(mask_token);
         if let Some(&i) = at.get(&d.notification_id) {
-            found[i].deliveries.push(d);
+            let n = &mut found[i];
+            for r in &d.receipts {
+                match r.event.as_str() {
+                    "received" => n.received += 1,
+                    "displayed" => n.displayed += 1,
+                    "opened" => n.opened += 1,
+                    _ => {}
+                }
+            }
+            n.deliveries.push(d);
         }
     }
     Ok(found)

@@ -443,7 +443,9 @@ impl Executor {
             }
         }
         let reason = reason_label(error.as_ref(), timed_out);
-        let app = c.app.clone();
+        // One shared copy of the app's name for every label of this send
+        // (cloning it per metric would allocate each time).
+        let app = metrics::SharedString::from_shared(Arc::<str>::from(c.app.as_str()));
         metrics::counter!("pushrelay_attempts_total", "app" => app.clone(), "platform" => platform.as_str(),
             "provider" => provider, "outcome" => receipt.outcome.as_str(), "reason" => reason)
         .increment(1);
