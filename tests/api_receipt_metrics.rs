@@ -4,24 +4,12 @@
 
 mod common;
 
-use common::api::{key, spawn};
+use common::api::{key, samples, spawn};
 use common::*;
 use pushrelay::model::Platform;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-
-/// The value of `pushrelay_device_receipts_total{app, event}` in a scrape.
-fn receipts_counted(scrape: &str, app: &str, event: &str) -> Option<f64> {
-    scrape
-        .lines()
-        .filter(|l| l.starts_with("pushrelay_device_receipts_total{"))
-        .find(|l| {
-            l.contains(&format!("app=\"{app}\"")) && l.contains(&format!("event=\"{event}\""))
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
 
 #[sqlx::test(migrations = false)]
 async fn a_receipt_is_counted_once_in_metrics(_: PgPoolOptions, opts: PgConnectOptions) {
@@ -33,7 +21,9 @@ async fn a_receipt_is_counted_once_in_metrics(_: PgPoolOptions, opts: PgConnectO
         r.text().await.unwrap()
     };
     // The first scrape installs the recorder; nothing is counted yet.
-    assert_eq!(receipts_counted(&scrape().await, APP, "opened"), None);
+    let opened = [r#"app="bank""#, r#"event="opened""#];
+    let counted = |body: String| samples(&body, "pushrelay_device_receipts_total", &opened);
+    assert_eq!(counted(scrape().await), Vec::<f64>::new());
 
     let device = add_device(&pool, "ines", Platform::Ios, &ios_token("b2", 1)).await;
     let daemon = start(&pool, settings());
@@ -59,8 +49,8 @@ async fn a_receipt_is_counted_once_in_metrics(_: PgPoolOptions, opts: PgConnectO
             .await;
         assert_eq!(status, want, "{body}");
         assert_eq!(
-            receipts_counted(&scrape().await, APP, "opened"),
-            Some(1.0),
+            counted(scrape().await),
+            vec![1.0],
             "counted once, however often it is reported"
         );
     }

@@ -89,3 +89,16 @@ pub async fn key(pool: &PgPool, scopes: &[&str], apps: Option<&[&str]>) -> Strin
     };
     api_keys::create(pool, &new).await.expect("create key").1
 }
+
+/// The sample lines of `metric` in a Prometheus text body whose labels
+/// include every one of `labels` (`name="value"`), with their values.
+pub fn samples(body: &str, metric: &str, labels: &[&str]) -> Vec<f64> {
+    body.lines()
+        .filter(|l| l.starts_with(&format!("{metric}{{")))
+        .filter(|l| {
+            let set = &l[l.find('{').unwrap()..l.rfind('}').unwrap()];
+            labels.iter().all(|want| set.contains(want))
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect()
+}
