@@ -12,7 +12,7 @@
 #   SEND_AT=2099-01-01T00:00:00Z bench/api.sh batch
 #                                     # scheduled: the enqueue alone, no fan-out
 #
-# Environment: DATABASE_URL (default postgres://postgres@127.0.0.1:5432/pushrelay_api_bench;
+# Environment: ENQUEUE_BATCH (500: api.enqueue_batch), DATABASE_URL (default postgres://postgres@127.0.0.1:5432/pushrelay_api_bench;
 # the database is dropped and recreated), CONNECTIONS (64), BATCH_CONNECTIONS (4),
 # THREADS (2), BATCH (1000), LOAD_MAX (1.0: wait until the 1-minute load average
 # is below it before each run), PUSHRELAY_BIN (default: build the release binary).
