@@ -186,6 +186,18 @@ text_enum!(
     }
 );
 
+text_enum!(
+    /// `scheduled → running → completed`, `paused` in between, or
+    /// `cancelled` from any of them.
+    CampaignState, "campaign state" {
+        Scheduled = "scheduled",
+        Running = "running",
+        Paused = "paused",
+        Completed = "completed",
+        Cancelled = "cancelled",
+    }
+);
+
 /// A token shortened for logs, errors and support screens: enough to tell
 /// tokens apart, never enough to send to one.
 pub fn mask_token(token: &str) -> String {

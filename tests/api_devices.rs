@@ -24,6 +24,7 @@ fn two_apps() -> Settings {
         SHOP.into(),
         AppSettings {
             default_locale: "en".into(),
+            quiet_hours: None,
             ios: Some(ProviderSettings::Simulator),
             android: None,
         },

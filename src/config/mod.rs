@@ -50,6 +50,7 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     pub metrics: MetricsSettings,
     pub api: ApiSettings,
+    pub campaigns: CampaignSettings,
     #[cfg(feature = "mock")]
     pub mock: MockSettings,
     /// Without the mock servers built in, their `[mock]` table (as in the
@@ -295,6 +296,43 @@ impl Default for ApiSettings {
     }
 }
 
+/// `[campaigns]`: how the pump turns a campaign's targets into outbox
+/// rows.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CampaignSettings {
+    /// Targets turned into notifications per step, at most.
+    pub batch: u32,
+    /// A campaign's notifications waiting for fan-out, at most; the pump
+    /// waits while more are (bulk fan-out only takes what the lanes can
+    /// send, so this is what keeps a paused campaign's unsent rows few).
+    pub backlog: u32,
+    /// Device ids evaluated per statement while a campaign starts.
+    pub evaluate_chunk: u32,
+    /// How often the pump looks for campaign work when there was none.
+    pub tick_ms: u64,
+    /// A user list upload (CSV) larger than this is refused with 413.
+    pub max_upload_bytes: u64,
+}
+
+impl Default for CampaignSettings {
+    fn default() -> Self {
+        Self {
+            batch: 2_000,
+            backlog: 4_000,
+            evaluate_chunk: 50_000,
+            tick_ms: 200,
+            max_upload_bytes: 512 * 1024 * 1024,
+        }
+    }
+}
+
+impl CampaignSettings {
+    pub fn tick(&self) -> Duration {
+        Duration::from_millis(self.tick_ms)
+    }
+}
+
 impl ApiSettings {
     pub fn key_cache(&self) -> Duration {
         Duration::from_secs(self.key_cache_secs)
@@ -359,6 +397,13 @@ impl Settings {
             ("worker.send_timeout_ms", w.send_timeout_ms),
             ("worker.breaker_window_secs", w.breaker_window_secs),
             ("lanes.ios.concurrency", self.lanes.ios.concurrency as u64),
+            ("campaigns.batch", self.campaigns.batch as u64),
+            ("campaigns.backlog", self.campaigns.backlog as u64),
+            (
+                "campaigns.evaluate_chunk",
+                self.campaigns.evaluate_chunk as u64,
+            ),
+            ("campaigns.tick_ms", self.campaigns.tick_ms),
             (
                 "lanes.android.concurrency",
                 self.lanes.android.concurrency as u64,

@@ -15,8 +15,44 @@ pub struct AppSettings {
     /// has a template.
     #[serde(default = "default_locale")]
     pub default_locale: String,
+    /// Bulk sends (campaigns) due inside these hours of a device's local
+    /// time wait for their end, e.g. "21:00-08:00"; urgent ones never do.
+    #[serde(default)]
+    pub quiet_hours: Option<QuietHours>,
     pub ios: Option<ProviderSettings>,
     pub android: Option<ProviderSettings>,
+}
+
+/// A daily window of local time, `start-end` (across midnight when the
+/// start is later than the end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuietHours {
+    pub start: chrono::NaiveTime,
+    pub end: chrono::NaiveTime,
+}
+
+impl std::str::FromStr for QuietHours {
+    type Err = String;
+    fn from_str(s: &str) -> Result<QuietHours, String> {
+        let bad = || format!("quiet_hours {s:?} is not a window like \"21:00-08:00\"");
+        let (a, b) = s.split_once('-').ok_or_else(bad)?;
+        let parse =
+            |t: &str| chrono::NaiveTime::parse_from_str(t.trim(), "%H:%M").map_err(|_| bad());
+        let (start, end) = (parse(a)?, parse(b)?);
+        if start == end {
+            return Err(format!(
+                "quiet_hours {s:?} starts and ends at the same time; leave it out for none"
+            ));
+        }
+        Ok(QuietHours { start, end })
+    }
+}
+
+impl<'de> Deserialize<'de> for QuietHours {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<QuietHours, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 fn default_locale() -> String {

@@ -9,6 +9,7 @@
 //! runs its own sqlx migrations.
 
 pub mod api_keys;
+pub mod campaigns;
 pub mod deliveries;
 pub mod devices;
 pub mod history;
@@ -34,6 +35,7 @@ use crate::config::DatabaseSettings;
 pub fn statements() -> impl Iterator<Item = (&'static str, &'static str)> {
     [
         api_keys::STATEMENTS,
+        campaigns::STATEMENTS,
         notifications::STATEMENTS,
         deliveries::STATEMENTS,
         devices::STATEMENTS,

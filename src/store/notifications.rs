@@ -269,7 +269,7 @@ fn reserved_data_key(k: &str) -> bool {
 }
 
 /// PostgreSQL's text and jsonb refuse NUL characters.
-fn has_nul(v: &serde_json::Value) -> bool {
+pub(crate) fn has_nul(v: &serde_json::Value) -> bool {
     match v {
         serde_json::Value::String(s) => s.contains('\0'),
         serde_json::Value::Array(a) => a.iter().any(has_nul),

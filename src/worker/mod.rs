@@ -10,6 +10,7 @@
 //! process deregistered before [`Worker::run`] returns.
 
 pub mod breaker;
+pub mod campaigns;
 mod completer;
 mod executor;
 mod fanout;
@@ -181,6 +182,7 @@ impl Worker {
                 fanout_stop.clone(),
             ));
         }
+        fanout.spawn(campaigns::run(shared.clone(), fanout_stop.clone()));
         let mut lane_tasks = JoinSet::new();
         for lane in lanes {
             lane_tasks.spawn(lane.run(lanes_stop.clone(), hard_stop.clone()));
@@ -231,16 +233,7 @@ impl Worker {
 fn routes(settings: &Settings) -> Routes {
     Routes {
         apps: settings.apps.keys().cloned().collect(),
-        pairs: settings
-            .apps
-            .iter()
-            .flat_map(|(name, app)| {
-                Platform::ALL
-                    .iter()
-                    .filter(|p| app.provider(**p).is_some())
-                    .map(move |p| format!("{name}/{p}"))
-            })
-            .collect(),
+        pairs: campaigns::context(settings).routes,
     }
 }
 

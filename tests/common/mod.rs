@@ -41,6 +41,7 @@ pub fn settings() -> Settings {
         APP.into(),
         AppSettings {
             default_locale: "en".into(),
+            quiet_hours: None,
             ios: Some(ProviderSettings::Simulator),
             android: Some(ProviderSettings::Simulator),
         },

@@ -13,6 +13,8 @@
 -- became a nested loop, quadratic in the batch: a second per batch.
 --   $1 batch size  $2 configured apps  $3 'app/platform' routes
 --   $4 worker id   $5 priority
+-- A campaign's notification names its user and the devices targeted:
+-- the devices named are sent to, not all of the user's.
 -- `created_at` is returned for the enqueue→accepted latency histogram.
 --
 -- ttl_seconds = 0 is "now or never": never expired before fan-out; its
@@ -20,7 +22,7 @@
 -- apns-expiration 0 / ttl "0s", and the executor never retries them).
 WITH claimed AS (
     SELECT id, app, user_id, device_ids, priority, template, title, body, data, collapse_key,
-           options, created_at, ttl_seconds = 0 AS now_or_never,
+           options, created_at, campaign_id, ttl_seconds = 0 AS now_or_never,
            CASE WHEN ttl_seconds = 0 THEN now() + interval '1 minute'
                 ELSE send_at + make_interval(secs => ttl_seconds) END AS expires_at,
            app = ANY($2) AS known
@@ -33,15 +35,15 @@ WITH claimed AS (
     SELECT nextval('pushrelay.deliveries_id_seq') AS delivery_id, c.id AS notification_id,
            d.id AS device_id, d.platform, d.token, d.environment, d.locale, c.app, c.priority,
            c.template, c.title, c.body, c.data, c.collapse_key, c.options, c.now_or_never,
-           c.expires_at, c.created_at
+           c.expires_at, c.created_at, c.campaign_id
       FROM claimed c
       JOIN pushrelay.devices d ON d.app = c.app AND d.user_id = c.user_id
-     WHERE c.known AND c.expires_at > now() AND c.user_id IS NOT NULL
+     WHERE c.known AND c.expires_at > now() AND c.user_id IS NOT NULL AND c.device_ids IS NULL
        AND d.invalidated_at IS NULL AND d.app || '/' || d.platform = ANY($3)
     UNION ALL
     SELECT nextval('pushrelay.deliveries_id_seq'), c.id, d.id, d.platform, d.token, d.environment,
            d.locale, c.app, c.priority, c.template, c.title, c.body, c.data, c.collapse_key,
-           c.options, c.now_or_never, c.expires_at, c.created_at
+           c.options, c.now_or_never, c.expires_at, c.created_at, c.campaign_id
       FROM claimed c
       JOIN pushrelay.devices d ON d.id = ANY(c.device_ids) AND d.app = c.app
      WHERE c.known AND c.expires_at > now() AND c.device_ids IS NOT NULL
@@ -49,10 +51,10 @@ WITH claimed AS (
 ), inserted AS (
     INSERT INTO pushrelay.deliveries
         (id, notification_id, device_id, app, platform, priority, expires_at,
-         state, attempts, tries, lease_owner)
+         state, attempts, tries, lease_owner, campaign_id)
     OVERRIDING SYSTEM VALUE
     SELECT delivery_id, notification_id, device_id, app, platform, priority, expires_at,
-           'sending', 1, 1, $4
+           'sending', 1, 1, $4, campaign_id
       FROM targets
     ON CONFLICT (notification_id, device_id) DO NOTHING
     RETURNING id, notification_id

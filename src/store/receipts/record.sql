@@ -5,11 +5,11 @@
 -- stored report says it happened.
 --   $1 notification_id  $2 device_id  $3 event  $4 occurred_at (NULL: now)
 WITH delivery AS (
-    SELECT id, app FROM pushrelay.deliveries
+    SELECT id, app, campaign_id FROM pushrelay.deliveries
      WHERE notification_id = $1 AND device_id = $2 AND ($5::text[] IS NULL OR app = ANY($5))
 ), inserted AS (
-    INSERT INTO pushrelay.device_receipts (delivery_id, event, notification_id, app, occurred_at)
-    SELECT id, $3, $1, app, COALESCE($4, now()) FROM delivery
+    INSERT INTO pushrelay.device_receipts (delivery_id, event, notification_id, app, occurred_at, campaign_id)
+    SELECT id, $3, $1, app, COALESCE($4, now()), campaign_id FROM delivery
     ON CONFLICT (delivery_id, event) DO NOTHING
     RETURNING delivery_id, occurred_at
 )
