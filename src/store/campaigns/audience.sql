@@ -29,7 +29,7 @@ WITH zones AS MATERIALIZED (
        AND ($12::text[] IS NULL OR d.tags && $12)
        AND ($13::text[] IS NULL OR NOT d.tags && $13)
        AND ($14::jsonb IS NULL OR d.attributes @> $14)
-       AND ($15::bigint IS NULL OR d.last_seen_at >= $18 - $15::bigint * interval '1 second')
+       AND ($15::bigint IS NULL OR d.last_seen_at >= $18::timestamptz - $15::bigint * interval '1 second')
        AND ($16::uuid IS NULL OR EXISTS (
                SELECT 1 FROM pushrelay.user_list_members m
                 WHERE m.list_id = $16 AND m.user_id = d.user_id))
