@@ -168,8 +168,9 @@ pub trait Provider: Send + Sync + 'static {
     /// Waits until one more message may go (a provider's rate limit). The
     /// caller calls it before every `send`, outside the send timeout:
     /// waiting for a quota says nothing about the provider being slow, and
-    /// must not turn a backlog into timed-out attempts.
-    async fn admit(&self) {}
+    /// must not turn a backlog into timed-out attempts. Bulk sends may be
+    /// held to a share of the rate, so alerts keep the rest.
+    async fn admit(&self, _priority: crate::model::Priority) {}
 
     /// Sends one message. Must not retry on its own: the caller records
     /// every attempt and schedules retries. Timeouts are the caller's too.
@@ -234,13 +235,14 @@ impl Providers {
                         })?)
                     }
                     ProviderSettings::Fcm(s) => {
-                        Arc::new(fcm::Fcm::new(s, &mut fcm_shared).map_err(|source| {
-                            ProviderSetupError::Fcm {
+                        let bulk_share = settings.lanes.get(platform).bulk_share;
+                        Arc::new(fcm::Fcm::new(s, bulk_share, &mut fcm_shared).map_err(
+                            |source| ProviderSetupError::Fcm {
                                 app: app.clone(),
                                 platform,
                                 source,
-                            }
-                        })?)
+                            },
+                        )?)
                     }
                 };
                 providers.routes.entry(app.clone()).or_default()[platform.index()] = Some(provider);

@@ -3,6 +3,12 @@
 //! configured rate instead of tripping the provider's quota and coming back
 //! as 429s. Up to `burst` sends may go at once after an idle period.
 //!
+//! Bulk sends (campaigns) may take at most `bulk_share` of the rate: they
+//! first wait on a pace of their own, then take the next free slot like
+//! any send. So a campaign never fills the shared schedule ahead of time,
+//! and an urgent alert waits at most about one interval for a slot,
+//! whatever the campaign's backlog.
+//!
 //! A caller that gives up while waiting (cancelled: the daemon is
 //! stopping) hands its slot back, so abandoned waits do not eat the quota. When
 //! the provider says the quota is exceeded anyway, [`RateLimiter::slow_down`]
@@ -17,6 +23,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::model::Priority;
+
 pub struct RateLimiter {
     /// The interval between sends at the whole configured rate.
     interval: Duration,
@@ -24,6 +32,9 @@ pub struct RateLimiter {
     /// How many processes share the rate (this one takes 1/share of it).
     share: AtomicU32,
     next_free: Mutex<Instant>,
+    /// The share of the rate bulk sends may take, and their own pace.
+    bulk_share: f64,
+    next_bulk: Mutex<Instant>,
     /// The end of the latest slowdown.
     slowed_until: Mutex<Option<Instant>>,
 }
@@ -36,8 +47,16 @@ impl RateLimiter {
             burst_count: burst.max(1),
             share: AtomicU32::new(1),
             next_free: Mutex::new(Instant::now()),
+            bulk_share: 1.0,
+            next_bulk: Mutex::new(Instant::now()),
             slowed_until: Mutex::new(None),
         }
+    }
+
+    /// Lets bulk sends take at most `share` (0 < share <= 1) of the rate.
+    pub fn with_bulk_share(mut self, share: f64) -> RateLimiter {
+        self.bulk_share = share.clamp(f64::MIN_POSITIVE, 1.0);
+        self
     }
 
     /// Takes 1/`processes` of the configured rate (and of its burst).
@@ -57,24 +76,14 @@ impl RateLimiter {
     }
 
     /// Waits until this caller may send.
-    pub async fn acquire(&self) {
+    pub async fn acquire(&self, priority: Priority) {
         let (interval, burst) = self.pace();
-        let wait_until = {
-            let mut next = self.next_free.lock().unwrap();
-            let now = Instant::now();
-            // Unused capacity is kept for at most one burst.
-            let earliest = now.checked_sub(burst).unwrap_or(now);
-            let slot = (*next).max(earliest);
-            *next = slot + interval;
-            slot
-        };
-        let mut unused = Unused {
-            next_free: &self.next_free,
-            slot: Some(wait_until),
-            interval,
-        };
-        tokio::time::sleep_until(wait_until).await;
-        unused.slot = None;
+        if priority == Priority::Bulk && self.bulk_share < 1.0 {
+            let bulk_interval = interval.div_f64(self.bulk_share);
+            let bulk_burst = bulk_interval.mul_f64(burst.div_duration_f64(interval));
+            wait_for_slot(&self.next_bulk, bulk_interval, bulk_burst).await;
+        }
+        wait_for_slot(&self.next_free, interval, burst).await;
     }
 
     /// The provider said the quota is exceeded: half the rate until
@@ -92,6 +101,26 @@ impl RateLimiter {
         let until = (*self.slowed_until.lock().unwrap())?;
         (until > now).then(|| until - now)
     }
+}
+
+/// Reserves the next free slot on `cursor` and sleeps until it.
+async fn wait_for_slot(cursor: &Mutex<Instant>, interval: Duration, burst: Duration) {
+    let wait_until = {
+        let mut next = cursor.lock().unwrap();
+        let now = Instant::now();
+        // Unused capacity is kept for at most one burst.
+        let earliest = now.checked_sub(burst).unwrap_or(now);
+        let slot = (*next).max(earliest);
+        *next = slot + interval;
+        slot
+    };
+    let mut unused = Unused {
+        next_free: cursor,
+        slot: Some(wait_until),
+        interval,
+    };
+    tokio::time::sleep_until(wait_until).await;
+    unused.slot = None;
 }
 
 /// A reserved slot whose wait was abandoned: dropped, it gives the slot
@@ -128,7 +157,7 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(1)).await; // idle: a full burst is available
         let start = Instant::now();
         for _ in 0..25 {
-            l.acquire().await;
+            l.acquire(Priority::Urgent).await;
         }
         // 5 go at once, the other 20 at 100 ms intervals.
         assert_eq!(start.elapsed(), Duration::from_millis(2000));
@@ -142,7 +171,7 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let start = Instant::now();
         for _ in 0..12 {
-            l.acquire().await;
+            l.acquire(Priority::Urgent).await;
         }
         assert_eq!(start.elapsed(), Duration::from_millis(2000));
     }
@@ -151,15 +180,16 @@ mod tests {
     async fn a_cancelled_wait_gives_its_slot_back() {
         // 60/min = one a second, no burst: the first goes now, the next at 1 s.
         let l = RateLimiter::per_minute(60, 1);
-        l.acquire().await;
+        l.acquire(Priority::Urgent).await;
         let start = Instant::now();
         // Reserves the 1 s slot, then gives up (cancelled).
-        let gave_up = tokio::time::timeout(Duration::from_millis(300), l.acquire()).await;
+        let gave_up =
+            tokio::time::timeout(Duration::from_millis(300), l.acquire(Priority::Urgent)).await;
         assert!(gave_up.is_err());
         // The slot it left is taken by the next caller, not wasted.
-        l.acquire().await;
+        l.acquire(Priority::Urgent).await;
         assert_eq!(start.elapsed(), Duration::from_secs(1));
-        l.acquire().await;
+        l.acquire(Priority::Urgent).await;
         assert_eq!(start.elapsed(), Duration::from_secs(2));
     }
 
@@ -171,15 +201,46 @@ mod tests {
         l.slow_down(start + Duration::from_secs(1));
         assert_eq!(l.slowed_for(), Some(Duration::from_secs(1)));
         for _ in 0..6 {
-            l.acquire().await;
+            l.acquire(Priority::Urgent).await;
         }
         // At 0, 200, …, 1000 ms (the last reserved while slowed, so the
         // next is at 1200); then the full rate again: 1200, 1300, … 1600.
         assert_eq!(start.elapsed(), Duration::from_millis(1000));
         for _ in 0..5 {
-            l.acquire().await;
+            l.acquire(Priority::Urgent).await;
         }
         assert_eq!(start.elapsed(), Duration::from_millis(1600));
         assert_eq!(l.slowed_for(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bulk_takes_its_share_and_urgent_the_rest() {
+        // 600/min = one every 100 ms, no burst; bulk may take a quarter:
+        // one every 400 ms.
+        let l = std::sync::Arc::new(RateLimiter::per_minute(600, 1).with_bulk_share(0.25));
+        let start = Instant::now();
+        for _ in 0..5 {
+            l.acquire(Priority::Bulk).await;
+        }
+        assert_eq!(start.elapsed(), Duration::from_millis(1600));
+        // A campaign keeps bulk sends waiting; an urgent one arriving meanwhile
+        // waits no longer than one interval.
+        let bulk = {
+            let l = l.clone();
+            tokio::spawn(async move {
+                for _ in 0..100 {
+                    l.acquire(Priority::Bulk).await;
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(1050)).await;
+        let asked = Instant::now();
+        l.acquire(Priority::Urgent).await;
+        assert!(
+            asked.elapsed() <= Duration::from_millis(100),
+            "{:?}",
+            asked.elapsed()
+        );
+        bulk.abort();
     }
 }

@@ -189,7 +189,7 @@ impl Executor {
         };
 
         // The provider's rate limit, outside the send timeout (see `admit`).
-        provider.admit().await;
+        provider.admit(c.priority).await;
         if let Some(reason) = retry::expired_before_send(c.expires_at, Utc::now()) {
             return unsent(job, DeliveryState::Expired, Some(reason));
         }

@@ -91,7 +91,13 @@ impl Shared {
 }
 
 impl Fcm {
-    pub fn new(s: &FcmSettings, shared: &mut Shared) -> Result<Fcm, FcmSetupError> {
+    /// `bulk_share`: the share of the project's rate bulk sends may take
+    /// (the lane's; the first app routed to a project sets it).
+    pub fn new(
+        s: &FcmSettings,
+        bulk_share: f64,
+        shared: &mut Shared,
+    ) -> Result<Fcm, FcmSetupError> {
         let path = &s.service_account_file;
         let bad = |cause: String| FcmSetupError::BadServiceAccount {
             path: path.clone(),
@@ -128,10 +134,10 @@ impl Fcm {
             Some((_, l)) => l.clone(),
             None => {
                 // A burst of one second's worth keeps short spikes smooth.
-                let l = Arc::new(RateLimiter::per_minute(
-                    s.rate_per_minute,
-                    (s.rate_per_minute / 60).max(1),
-                ));
+                let l = Arc::new(
+                    RateLimiter::per_minute(s.rate_per_minute, (s.rate_per_minute / 60).max(1))
+                        .with_bulk_share(bulk_share),
+                );
                 shared.limiters.push((project.clone(), l.clone()));
                 l
             }
@@ -159,8 +165,8 @@ impl Provider for Fcm {
         "fcm"
     }
 
-    async fn admit(&self) {
-        self.limiter.acquire().await;
+    async fn admit(&self, priority: crate::model::Priority) {
+        self.limiter.acquire(priority).await;
     }
 
     async fn send(&self, msg: &Message<'_>) -> Result<Accepted, SendError> {
