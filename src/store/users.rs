@@ -1,7 +1,8 @@
 //! Erasure: everything pushrelay keeps about one user, deleted on request
 //! (the right to erasure): the user's devices, the notifications addressed
 //! to the user, every delivery of those notifications or to those devices,
-//! their send attempts and what the devices reported.
+//! their send attempts and what the devices reported, and the user's place
+//! in campaigns' audiences and on uploaded user lists.
 //!
 //! One transaction of plain statements rather than one statement of CTEs:
 //! each statement sees what committed before it started, so deliveries a
@@ -17,12 +18,16 @@ const ERASE_DEVICES: &str = include_str!("users/erase_devices.sql");
 const ERASE_DELIVERIES: &str = include_str!("users/erase_deliveries.sql");
 const ERASE_ATTEMPTS: &str = include_str!("users/erase_attempts.sql");
 const ERASE_DEVICE_RECEIPTS: &str = include_str!("users/erase_device_receipts.sql");
+const ERASE_CAMPAIGN_TARGETS: &str = include_str!("users/erase_campaign_targets.sql");
+const ERASE_LIST_MEMBERSHIPS: &str = include_str!("users/erase_list_memberships.sql");
 pub(crate) const STATEMENTS: &[(&str, &str)] = &[
     ("users/erase_notifications", ERASE_NOTIFICATIONS),
     ("users/erase_devices", ERASE_DEVICES),
     ("users/erase_deliveries", ERASE_DELIVERIES),
     ("users/erase_attempts", ERASE_ATTEMPTS),
     ("users/erase_device_receipts", ERASE_DEVICE_RECEIPTS),
+    ("users/erase_campaign_targets", ERASE_CAMPAIGN_TARGETS),
+    ("users/erase_list_memberships", ERASE_LIST_MEMBERSHIPS),
 ];
 
 /// How often an erasure that lost a deadlock against the worker (both
@@ -92,9 +97,21 @@ async fn erase_once(
         notifications: notifications.len() as u64,
         ..Erased::default()
     };
+    // On uploaded user lists whether or not the user has devices left.
+    sqlx::query(ERASE_LIST_MEMBERSHIPS)
+        .bind(user_id)
+        .bind(apps)
+        .execute(&mut *tx)
+        .await?;
     if notifications.is_empty() && devices.is_empty() {
         tx.commit().await?;
         return Ok(erased);
+    }
+    if !devices.is_empty() {
+        sqlx::query(ERASE_CAMPAIGN_TARGETS)
+            .bind(&devices)
+            .execute(&mut *tx)
+            .await?;
     }
     let deliveries: Vec<i64> = sqlx::query_scalar(ERASE_DELIVERIES)
         .bind(&notifications)
