@@ -182,6 +182,14 @@ fn report_queue(queue: &store::metrics::Queue) {
             .set(due.oldest_age_secs);
         now.notifications.insert(priority.clone());
     }
+    for state in ["scheduled", "running", "paused"] {
+        let n = queue
+            .campaigns
+            .iter()
+            .find(|(s, _)| s == state)
+            .map_or(0, |(_, n)| *n);
+        metrics::gauge!("pushrelay_campaigns", "state" => state).set(n as f64);
+    }
     let mut reported = REPORTED.lock().unwrap();
     let before = reported.take().unwrap_or_default();
     for (app, platform) in before.deliveries.difference(&now.deliveries) {

@@ -1,4 +1,5 @@
-//! What `/metrics` reads from the database: the queue gauges, refreshed on
+//! What `/metrics` reads from the database: the queue gauges and the
+//! campaigns under way, refreshed on
 //! every scrape. Scrapes come every few seconds to every process, so it is
 //! one statement that reads only the partial indexes' pending rows.
 
@@ -24,6 +25,8 @@ pub struct Queue {
     pub deliveries: Vec<((String, String), Due)>,
     /// priority → due notifications not yet fanned out.
     pub notifications: Vec<(String, Due)>,
+    /// state → campaigns scheduled, running or paused.
+    pub campaigns: Vec<(String, i64)>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -48,6 +51,7 @@ pub async fn queue(pool: &PgPool) -> Result<Queue, sqlx::Error> {
         };
         match (r.queue.as_str(), r.app) {
             ("deliveries", Some(app)) => q.deliveries.push(((app, r.key), due)),
+            ("campaigns", _) => q.campaigns.push((r.key, r.due)),
             _ => q.notifications.push((r.key, due)),
         }
     }

@@ -4,7 +4,8 @@
 -- yet fanned out (`app` NULL). Both halves read only the rows of their
 -- table's partial index on pending rows (deliveries_pending_due,
 -- notifications_pending_due), so a scrape costs in proportion to the
--- backlog, not to the tables' history.
+-- backlog, not to the tables' history. Last, the campaigns that are not
+-- over, per state (a small table).
 SELECT 'deliveries' AS queue, app, platform AS key, count(*) AS due,
        extract(epoch FROM now() - min(next_attempt_at))::float8 AS oldest_age_secs
   FROM pushrelay.deliveries
@@ -16,3 +17,8 @@ SELECT 'notifications', NULL, priority, count(*),
   FROM pushrelay.notifications
  WHERE state = 'pending' AND send_at <= now()
  GROUP BY priority
+UNION ALL
+SELECT 'campaigns', NULL, state, count(*), 0
+  FROM pushrelay.campaigns
+ WHERE state IN ('scheduled', 'running', 'paused')
+ GROUP BY state

@@ -1,6 +1,7 @@
-//! What campaigns keep about users goes with erasure and retention: a
-//! user's place in audiences and on uploaded lists, and the targets of
-//! campaigns that ended long ago.
+//! Campaigns for the operator: what they keep about users goes with
+//! erasure and retention (a user's place in audiences and on uploaded
+//! lists, the targets of campaigns that ended long ago), and `/metrics`
+//! counts the campaigns under way.
 mod common;
 
 use chrono::Utc;
@@ -10,6 +11,20 @@ use pushrelay::worker::campaigns::{context, limits};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 async fn campaign_to_all(pool: &sqlx::PgPool, list: Option<uuid::Uuid>) -> uuid::Uuid {
+    let id = create(pool, list, None).await;
+    // Starting it fixes the audience as targets.
+    let settings = common::settings();
+    campaigns::pump(pool, &context(&settings), limits(&settings), Utc::now())
+        .await
+        .unwrap();
+    id
+}
+
+async fn create(
+    pool: &sqlx::PgPool,
+    list: Option<uuid::Uuid>,
+    throttle: Option<i64>,
+) -> uuid::Uuid {
     let settings = common::settings();
     let (c, _) = campaigns::create(
         pool,
@@ -27,16 +42,13 @@ async fn campaign_to_all(pool: &sqlx::PgPool, list: Option<uuid::Uuid>) -> uuid:
                 ..Segment::default()
             },
             user_list_id: list,
+            throttle_per_minute: throttle,
             ..NewCampaign::default()
         },
         Utc::now(),
     )
     .await
     .unwrap();
-    // Starting it fixes the audience as targets.
-    campaigns::pump(pool, &context(&settings), limits(&settings), Utc::now())
-        .await
-        .unwrap();
     c.id
 }
 
@@ -129,4 +141,32 @@ async fn retention_deletes_the_targets_of_campaigns_that_ended_long_ago(
     assert_eq!(left(running).await, 10);
     // The campaign itself is kept.
     assert!(campaigns::get(&pool, old, None).await.unwrap().is_some());
+}
+
+#[sqlx::test(migrations = false)]
+async fn metrics_count_the_campaigns_under_way(_: PgPoolOptions, opts: PgConnectOptions) {
+    let pool = common::pool(&opts).await;
+    common::seed_users(&pool, 2).await;
+    // One a minute: the first step sends one device and the campaign runs on.
+    create(&pool, None, Some(1)).await;
+    let settings = common::settings();
+    campaigns::pump(&pool, &context(&settings), limits(&settings), Utc::now())
+        .await
+        .unwrap();
+    let paused = create(&pool, None, None).await;
+    let cancelled = create(&pool, None, None).await;
+    campaigns::pause(&pool, paused, None).await.unwrap();
+    campaigns::cancel(&pool, cancelled, None).await.unwrap();
+
+    let body = pushrelay::telemetry::scrape(&pool).await;
+    let gauge = |state: &str| {
+        common::api::samples(
+            &body,
+            "pushrelay_campaigns",
+            &[&format!("state=\"{state}\"")],
+        )
+    };
+    assert_eq!(gauge("running"), vec![1.0], "{body}");
+    assert_eq!(gauge("paused"), vec![1.0]);
+    assert_eq!(gauge("scheduled"), vec![0.0]);
 }
