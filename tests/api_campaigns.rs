@@ -443,6 +443,13 @@ async fn bad_campaigns_are_refused_naming_the_field(_: PgPoolOptions, opts: PgCo
             "throttle",
         ),
         (
+            "empty category",
+            json!({"category": ""}),
+            422,
+            "invalid_field",
+            "category",
+        ),
+        (
             "no content",
             json!({"title": null, "body": null}),
             422,

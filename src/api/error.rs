@@ -163,6 +163,15 @@ impl From<CampaignError> for ApiError {
             CampaignError::ReachesNoDevice { .. } => {
                 ApiError::unprocessable("reaches_no_device", e.to_string())
             }
+            // The store checks the consent category with the segment, but
+            // it is a field of its own in every request.
+            CampaignError::BadSegment {
+                field: "category",
+                problem,
+            } => {
+                return ApiError::unprocessable("invalid_field", format!("category: {problem}"))
+                    .field("category")
+            }
             CampaignError::AllWithFilters | CampaignError::BadSegment { .. } => {
                 ApiError::unprocessable("invalid_segment", e.to_string())
             }
