@@ -11,6 +11,9 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::store::campaigns::CampaignError;
+use crate::store::notifications::OutboxError;
+
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -120,6 +123,81 @@ impl From<sqlx::Error> for ApiError {
                 )
             }
             other => ApiError::internal(other),
+        }
+    }
+}
+
+/// A campaign's problem, named by its field: what the caller must change
+/// is 422 (400 for an unreadable upload), a campaign that is gone 404, one
+/// whose state forbids the request 409.
+impl From<CampaignError> for ApiError {
+    fn from(e: CampaignError) -> ApiError {
+        let e = match e {
+            CampaignError::Database(db) | CampaignError::Content(OutboxError::Database(db)) => {
+                return db.into()
+            }
+            e => e,
+        };
+        let field = e.field();
+        let err = match &e {
+            // A stored value this build does not know: ours, not the caller's.
+            CampaignError::Unknown(_) | CampaignError::Database(_) => return ApiError::internal(e),
+            CampaignError::NotFound(id) => ApiError::not_found(
+                "campaign_not_found",
+                format!("no campaign {id} (or not one of the apps this API key may see)"),
+            ),
+            CampaignError::Started { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "campaign_started", e.to_string())
+            }
+            CampaignError::Finished { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "campaign_finished", e.to_string())
+            }
+            CampaignError::BadUpload(_) => ApiError::bad_request("invalid_csv", e.to_string()),
+            CampaignError::UnknownApp(..) => ApiError::unprocessable("unknown_app", e.to_string()),
+            CampaignError::UnknownUserList(_) => {
+                ApiError::unprocessable("unknown_user_list", e.to_string())
+            }
+            CampaignError::EmptyAudience => {
+                ApiError::unprocessable("empty_audience", e.to_string())
+            }
+            CampaignError::ReachesNoDevice { .. } => {
+                ApiError::unprocessable("reaches_no_device", e.to_string())
+            }
+            // The store checks the consent category with the segment, but
+            // it is a field of its own in every request.
+            CampaignError::BadSegment {
+                field: "category",
+                problem,
+            } => {
+                return ApiError::unprocessable("invalid_field", format!("category: {problem}"))
+                    .field("category")
+            }
+            CampaignError::AllWithFilters | CampaignError::BadSegment { .. } => {
+                ApiError::unprocessable("invalid_segment", e.to_string())
+            }
+            CampaignError::BadSchedule { .. } => {
+                ApiError::unprocessable("invalid_schedule", e.to_string())
+            }
+            CampaignError::InPast(_) => ApiError::unprocessable("schedule_in_past", e.to_string()),
+            CampaignError::TtlTooShort { .. } => {
+                ApiError::unprocessable("ttl_too_short", e.to_string())
+            }
+            CampaignError::Content(OutboxError::BadOptions(o)) => {
+                // The option itself (`options.badge`) when it is one option's.
+                let field = match o.option() {
+                    Some(k) => format!("options.{k}"),
+                    None => "options".to_owned(),
+                };
+                return ApiError::unprocessable("invalid_field", e.to_string()).field(field);
+            }
+            CampaignError::Content(_)
+            | CampaignError::BadName
+            | CampaignError::BadThrottle(_)
+            | CampaignError::BadTtl(_) => ApiError::unprocessable("invalid_field", e.to_string()),
+        };
+        match field {
+            Some(f) => err.field(f),
+            None => err,
         }
     }
 }

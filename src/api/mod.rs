@@ -1,8 +1,12 @@
 //! The HTTP API, served by `pushrelay run` (`api.listen`): enqueue and
 //! cancel notifications, register devices, read what happened, report
-//! what devices saw, health and metrics. `openapi.yaml` at the top of the
-//! repository describes every route; a test holds it and [`ROUTES`] to
-//! each other and to the router.
+//! what devices saw, run campaigns, health and metrics. `openapi.yaml` at
+//! the top of the repository describes every route; a test holds it and
+//! [`ROUTES`] to each other and to the router.
+//!
+//! Campaigns and user lists (`campaigns`) are marketing's; a user list's
+//! upload streams its body, bounded by `campaigns.max_upload_bytes`
+//! instead of the body limit every other route has.
 //!
 //! Each route module owns its handlers and request/response types; this
 //! one wires them with what every request gets: a request id
@@ -11,6 +15,7 @@
 //! status, a body limit, and JSON errors for unknown routes and methods.
 
 mod auth;
+mod campaigns;
 mod devices;
 mod error;
 mod extract;
@@ -53,6 +58,16 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/users/{user_id}/notifications"),
     ("DELETE", "/v1/users/{user_id}"),
     ("POST", "/v1/receipts"),
+    ("POST", "/v1/campaigns"),
+    ("GET", "/v1/campaigns"),
+    ("POST", "/v1/campaigns/preview"),
+    ("GET", "/v1/campaigns/{id}"),
+    ("PATCH", "/v1/campaigns/{id}"),
+    ("POST", "/v1/campaigns/{id}/pause"),
+    ("POST", "/v1/campaigns/{id}/resume"),
+    ("POST", "/v1/campaigns/{id}/cancel"),
+    ("POST", "/v1/user-lists"),
+    ("GET", "/v1/user-lists/{id}"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -73,6 +88,8 @@ pub struct ApiState {
     pub templates: Arc<Templates>,
     pub keys: Keys,
     pub outbox: notifications::Outbox,
+    /// What campaigns need of the configuration (routes, quiet hours).
+    pub campaigns: crate::store::campaigns::Context,
 }
 
 impl ApiState {
@@ -81,6 +98,7 @@ impl ApiState {
         ApiState {
             keys: Keys::new(pool.clone(), &settings.api),
             outbox: notifications::Outbox::start(pool.clone(), &settings.api),
+            campaigns: crate::worker::campaigns::context(&settings),
             pool,
             settings,
             templates,
@@ -118,6 +136,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .merge(notifications::routes())
         .merge(devices::routes())
         .merge(receipts::routes())
+        .merge(campaigns::routes())
         .merge(health::routes())
         .route_layer(middleware::from_fn(observe))
         .fallback(|| async {

@@ -14,7 +14,8 @@ pub enum KeysCommand {
         /// Who or what the key is for (shown in listings).
         #[arg(long)]
         name: String,
-        /// Comma-separated: send, read, devices, admin (admin allows all).
+        /// Comma-separated: send, read, devices, campaigns, admin (admin
+        /// allows all).
         #[arg(long, value_delimiter = ',', required = true, value_parser = parse_scope)]
         scopes: Vec<Scope>,
         /// Limit the key to these apps (comma-separated); default: every app.

@@ -32,9 +32,9 @@ const SHOWN: usize = KEY_PREFIX.len() + 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("unknown scope {0:?}; scopes are send, read, devices and admin")]
+    #[error("unknown scope {0:?}; scopes are send, read, devices, campaigns and admin")]
     UnknownScope(String),
-    #[error("a key needs at least one scope (send, read, devices, admin)")]
+    #[error("a key needs at least one scope (send, read, devices, campaigns, admin)")]
     NoScope,
     #[error("a key's name must not be empty")]
     NoName,
@@ -56,18 +56,27 @@ pub enum Scope {
     Read,
     /// Register and remove devices, report device receipts.
     Devices,
+    /// Create, read and control campaigns; upload user lists.
+    Campaigns,
     /// Everything, and erasing a user.
     Admin,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 4] = [Scope::Send, Scope::Read, Scope::Devices, Scope::Admin];
+    pub const ALL: [Scope; 5] = [
+        Scope::Send,
+        Scope::Read,
+        Scope::Devices,
+        Scope::Campaigns,
+        Scope::Admin,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Send => "send",
             Scope::Read => "read",
             Scope::Devices => "devices",
+            Scope::Campaigns => "campaigns",
             Scope::Admin => "admin",
         }
     }

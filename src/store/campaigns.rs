@@ -104,6 +104,7 @@ pub(crate) const STATEMENTS: &[(&str, &str)] = &[
     ("campaigns/user_list_insert", USER_LIST_INSERT),
     ("campaigns/user_list_count", USER_LIST_COUNT),
     ("campaigns/user_list_get", USER_LIST_GET),
+    ("campaigns/user_list_delete", USER_LIST_DELETE),
 ];
 
 /// Longest campaign and user list name.
@@ -1517,6 +1518,16 @@ fn upload_error(e: sqlx::Error) -> CampaignError {
         }
         _ => CampaignError::Database(e),
     }
+}
+
+const USER_LIST_DELETE: &str = include_str!("campaigns/user_list_delete.sql");
+
+/// Deletes a user list and its members, unless a campaign uses it: for a
+/// list uploaded for one request (a preview, or a campaign that was then
+/// refused) that nothing needs afterwards.
+pub async fn delete_user_list(pool: &PgPool, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query(USER_LIST_DELETE).bind(id).execute(pool).await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -12,7 +12,9 @@ WITH zones AS MATERIALIZED (
 ), matched AS (
     SELECT d.id, d.user_id, d.platform,
            CASE WHEN d.timezone IN (SELECT name FROM zones) THEN d.timezone ELSE 'UTC' END AS tz,
-           ($17::text IS NULL OR d.consent ->> $17 = 'true') AS consented
+           -- A category the device never answered is not consented to
+           -- (NULL would count neither as reached nor as skipped).
+           ($17::text IS NULL OR COALESCE(d.consent ->> $17 = 'true', false)) AS consented
       FROM pushrelay.devices d
      WHERE d.app = $1 AND d.invalidated_at IS NULL
        AND d.app || '/' || d.platform = ANY($2)
