@@ -145,12 +145,15 @@ CREATE INDEX deliveries_by_campaign ON pushrelay.deliveries (campaign_id, platfo
     WHERE campaign_id IS NOT NULL;
 
 -- "5.10.2" > "5.9": a version as an array of its numeric parts, for app
--- version ranges. Non-numeric suffixes ("-beta") are ignored; a missing
--- version sorts below every version.
+-- version ranges. Non-numeric suffixes ("-beta") are ignored, and so are
+-- trailing zero parts: "5.10.0" is "5.10", inside a range up to "5.10"
+-- (as arrays, [5,10,0] > [5,10]). A device that never reported its
+-- version (NULL) is in no range.
 CREATE FUNCTION pushrelay.version_key(v text) RETURNS numeric[]
     LANGUAGE sql IMMUTABLE PARALLEL SAFE RETURNS NULL ON NULL INPUT
     RETURN ARRAY(SELECT COALESCE(substring(p FROM '^[0-9]{1,30}'), '0')::numeric
-                   FROM unnest(string_to_array(split_part(v, '-', 1), '.')) p);
+                   FROM unnest(string_to_array(
+                        regexp_replace(split_part(v, '-', 1), '(\.0+)+$', ''), '.')) p);
 
 -- The first moment at or after `at` outside the quiet hours [qstart,
 -- qend) in the timezone `tz` (a window across midnight when qstart >

@@ -17,7 +17,7 @@
 //! locks its row first, so two callers, or two processes, take turns and
 //! each sees what the other did: every control is idempotent.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
@@ -1461,29 +1461,39 @@ where
         .await?;
     sqlx::query(UPLOAD_TABLE).execute(&mut *tx).await?;
     let mut copy = tx.copy_in_raw(UPLOAD_COPY).await?;
-    let mut first = true;
-    while let Some(chunk) = body.next().await {
-        let mut chunk =
-            chunk.map_err(|e| CampaignError::BadUpload(format!("the upload failed: {e}")))?;
-        if first {
-            first = false;
-            for header in [
-                &b"user_id\r\n"[..],
-                b"user_id\n",
-                b"\"user_id\"\n",
-                b"\"user_id\"\r\n",
-            ] {
-                if chunk.starts_with(header) {
-                    chunk = chunk.slice(header.len()..);
+    // The first line is held until it is whole (a stream may cut it
+    // anywhere) to tell a header from a user id.
+    let mut head = Some(BytesMut::new());
+    loop {
+        let (chunk, last) = match body.next().await {
+            Some(chunk) => (
+                chunk.map_err(|e| CampaignError::BadUpload(format!("the upload failed: {e}")))?,
+                false,
+            ),
+            None => (Bytes::new(), true),
+        };
+        let chunk = match head.take() {
+            Some(mut h) => {
+                h.extend_from_slice(&chunk);
+                if !last && !h.contains(&b'\n') && h.len() < MAX_FIRST_LINE {
+                    head = Some(h);
+                    continue;
                 }
+                without_header(h.freeze())
             }
-        }
+            None => chunk,
+        };
         if chunk.contains(&0) {
             let _ = copy.abort("NUL in upload").await;
             return Err(CampaignError::BadUpload("it contains a NUL byte".into()));
         }
-        if let Err(e) = copy.send(chunk).await {
-            return Err(upload_error(e));
+        if !chunk.is_empty() {
+            if let Err(e) = copy.send(chunk).await {
+                return Err(upload_error(e));
+            }
+        }
+        if last {
+            break;
         }
     }
     copy.finish().await.map_err(upload_error)?;
@@ -1503,6 +1513,30 @@ where
         users,
         created_at,
     })
+}
+
+/// The longest first line held back to look for a header; a longer one
+/// is no header.
+const MAX_FIRST_LINE: usize = 64 * 1024;
+
+/// The upload without its header line (`user_id`, in any case, quoted or
+/// not) and without the byte order mark spreadsheets put first.
+fn without_header(upload: Bytes) -> Bytes {
+    let upload = match upload.strip_prefix("\u{feff}".as_bytes()) {
+        Some(_) => upload.slice(3..),
+        None => upload,
+    };
+    let end = upload
+        .iter()
+        .position(|b| *b == b'\n')
+        .map_or(upload.len(), |n| n + 1);
+    let line = String::from_utf8_lossy(&upload[..end]);
+    let name = line.trim().trim_matches('"').trim();
+    if name.eq_ignore_ascii_case("user_id") {
+        upload.slice(end..)
+    } else {
+        upload
+    }
 }
 
 /// A COPY refused by PostgreSQL is the upload's fault (a second column,
