@@ -137,6 +137,10 @@ ALTER TABLE pushrelay.notifications VALIDATE CONSTRAINT notifications_recipient_
 -- cancel find it here.
 CREATE INDEX notifications_campaign_pending ON pushrelay.notifications (campaign_id)
     WHERE state = 'pending' AND campaign_id IS NOT NULL;
+-- Progress finds here the few that ended without fan-out making their
+-- deliveries (expired or cancelled while waiting, every device gone).
+CREATE INDEX notifications_campaign_unsent ON pushrelay.notifications (campaign_id)
+    WHERE state IN ('expired', 'cancelled', 'no_devices', 'failed') AND campaign_id IS NOT NULL;
 
 -- Deliveries carry their campaign (copied at fan-out, like app and
 -- platform) so progress is counted from one index.

@@ -17,8 +17,8 @@ use common::{count, start, stop, wait_for, APP, OPEN};
 use pushrelay::config::Settings;
 use pushrelay::model::{Platform, Priority};
 use pushrelay::store::campaigns::{
-    self, Campaign, CampaignError, CampaignState, Content, Context, NewCampaign, PumpLimits,
-    Reach, Schedule, Segment,
+    self, Campaign, CampaignError, CampaignState, Content, Context, NewCampaign, PumpLimits, Reach,
+    Schedule, Segment,
 };
 use pushrelay::store::receipts::{self, Event, Report};
 use pushrelay::worker::campaigns::{context, limits};
@@ -328,8 +328,14 @@ async fn each_segment_filter_and_the_user_list_reach_exactly_the_right_devices(
         ),
         // "5.10" > "5.9"; "5.10.0" and "5.10.0-beta" are 5.10; a device
         // that never reported its version is in no range.
-        (json!({"app_version": {"min": "5.10"}}), vec![d1, d3, d5, d6]),
-        (json!({"app_version": {"max": "5.10"}}), vec![d1, d2, d5, d6]),
+        (
+            json!({"app_version": {"min": "5.10"}}),
+            vec![d1, d3, d5, d6],
+        ),
+        (
+            json!({"app_version": {"max": "5.10"}}),
+            vec![d1, d2, d5, d6],
+        ),
         (json!({"app_version": {"max": "5.9"}}), vec![d2]),
         (
             json!({"app_version": {"min": "5.9.1", "max": "6"}}),
@@ -338,7 +344,10 @@ async fn each_segment_filter_and_the_user_list_reach_exactly_the_right_devices(
         (json!({"tags_all": ["vip", "savings"]}), vec![d1]),
         (json!({"tags_any": ["loans", "savings"]}), vec![d1, d2, d5]),
         (json!({"tags_none": ["vip"]}), vec![d2, d3]),
-        (json!({"attributes": {"tier": "gold"}}), vec![d1, d3, d5, d6]),
+        (
+            json!({"attributes": {"tier": "gold"}}),
+            vec![d1, d3, d5, d6],
+        ),
         (
             json!({"attributes": {"tier": "gold", "country": "AT"}}),
             vec![d1],
@@ -443,7 +452,10 @@ async fn devices_without_consent_are_skipped_and_counted_and_later_devices_are_n
         ..new_campaign(segment(json!({"all": true})))
     };
     let (c, reach) = create(&pool, &ctx, &new, now).await;
-    assert_eq!((reach.devices, reach.users, reach.no_consent), (140, 70, 60));
+    assert_eq!(
+        (reach.devices, reach.users, reach.no_consent),
+        (140, 70, 60)
+    );
     assert_eq!(reach.by_platform[&Platform::Ios].no_consent, 30);
     campaigns::pump(&pool, &ctx, limits(&settings), now)
         .await
@@ -736,7 +748,9 @@ async fn quiet_hours_defer_bulk_to_their_end_never_past_the_ttl_and_never_touch_
     };
     assert_eq!(delivered(bulk.id).await, 100);
     assert_eq!(delivered(urgent.id).await, 150);
-    let p = campaigns::progress(&pool, bulk.id, Utc::now()).await.unwrap();
+    let p = campaigns::progress(&pool, bulk.id, Utc::now())
+        .await
+        .unwrap();
     assert_eq!((p.total.expired, p.total.delivered), (50, 100), "{p:?}");
 }
 
@@ -1020,8 +1034,14 @@ async fn cancel_leaves_nothing_pending_and_two_cancels_at_once_are_harmless(
         campaigns::cancel(&pool, c.id, None)
     );
     let (a, b) = (a.unwrap(), b.unwrap());
-    assert_eq!((a.state, b.state), (CampaignState::Cancelled, CampaignState::Cancelled));
-    assert_eq!(a.cancelled_at, b.cancelled_at, "the second cancel changed it");
+    assert_eq!(
+        (a.state, b.state),
+        (CampaignState::Cancelled, CampaignState::Cancelled)
+    );
+    assert_eq!(
+        a.cancelled_at, b.cancelled_at,
+        "the second cancel changed it"
+    );
     wait_for(&pool, OPEN, 0).await;
     stop(daemon).await;
 
@@ -1036,7 +1056,10 @@ async fn cancel_leaves_nothing_pending_and_two_cancels_at_once_are_harmless(
         c.id,
     )
     .await;
-    assert_eq!(left, 0, "something of the cancelled campaign is still pending");
+    assert_eq!(
+        left, 0,
+        "something of the cancelled campaign is still pending"
+    );
     let cancelled = targets(&pool, c.id, &["cancelled"]).await.len();
     assert!(cancelled > 0, "the cancel came after the whole campaign");
     // What was sent stays sent.
@@ -1214,4 +1237,73 @@ async fn progress_counts_equal_the_deliveries_and_opened_comes_from_receipts(
     assert_eq!(p.total.opened, 10);
     assert!(p.finished, "{p:?}");
     assert_eq!(p.eta, None);
+}
+
+#[sqlx::test(migrations = false)]
+async fn progress_accounts_for_targets_that_never_became_a_delivery(
+    _: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let pool = common::pool(&opts).await;
+    common::seed_users(&pool, 50).await;
+    let settings = common::settings();
+    let ctx = context(&settings);
+    let now = Utc::now();
+    let all = || new_campaign(segment(json!({"all": true})));
+
+    // Cancelled while its notifications wait for fan-out.
+    let (a, _) = create(&pool, &ctx, &all(), now).await;
+    campaigns::pump(&pool, &ctx, big_limits(), now)
+        .await
+        .unwrap();
+    assert_eq!(targets(&pool, a.id, &["queued"]).await.len(), 100);
+    campaigns::cancel(&pool, a.id, None).await.unwrap();
+    let p = campaigns::progress(&pool, a.id, now).await.unwrap();
+    assert_eq!((p.total.queued, p.total.cancelled), (0, 100), "{p:?}");
+    assert!(p.finished, "{p:?}");
+
+    // Queued, then one device removed and one user's notification left
+    // in the outbox past its TTL before fan-out came.
+    let (b, _) = create(&pool, &ctx, &all(), now).await;
+    campaigns::pump(&pool, &ctx, big_limits(), now)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE pushrelay.devices SET invalidated_at = now()
+          WHERE user_id = 'u1' AND platform = 'ios'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE pushrelay.notifications SET send_at = send_at - interval '2 days'
+          WHERE campaign_id = $1 AND user_id = 'u2'",
+    )
+    .bind(b.id)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let daemon = start(&pool, settings);
+    wait_for(&pool, OPEN, 0).await;
+    stop(daemon).await;
+    let p = campaigns::progress(&pool, b.id, Utc::now()).await.unwrap();
+    let t = p.total;
+    assert_eq!(
+        (t.targeted, t.delivered, t.queued, t.expired, t.dropped),
+        (100, 97, 0, 2, 1),
+        "{p:?}"
+    );
+    assert_eq!(
+        t.targeted,
+        t.scheduled
+            + t.queued
+            + t.delivered
+            + t.failed
+            + t.token_dead
+            + t.expired
+            + t.cancelled
+            + t.dropped,
+        "{p:?}"
+    );
+    assert!(p.finished, "{p:?}");
 }

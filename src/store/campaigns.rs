@@ -70,6 +70,8 @@ const EDIT: &str = include_str!("campaigns/edit.sql");
 const TARGET_COUNTS: &str = include_str!("campaigns/target_counts.sql");
 const DELIVERY_COUNTS: &str = include_str!("campaigns/delivery_counts.sql");
 const OPENED: &str = include_str!("campaigns/opened.sql");
+const NOTIFICATION_COUNTS: &str = include_str!("campaigns/notification_counts.sql");
+const SNAPSHOT: &str = include_str!("campaigns/snapshot.sql");
 const USER_LIST_INSERT: &str = include_str!("campaigns/user_list_insert.sql");
 const USER_LIST_COUNT: &str = include_str!("campaigns/user_list_count.sql");
 const USER_LIST_GET: &str = include_str!("campaigns/user_list_get.sql");
@@ -101,6 +103,8 @@ pub(crate) const STATEMENTS: &[(&str, &str)] = &[
     ("campaigns/target_counts", TARGET_COUNTS),
     ("campaigns/delivery_counts", DELIVERY_COUNTS),
     ("campaigns/opened", OPENED),
+    ("campaigns/notification_counts", NOTIFICATION_COUNTS),
+    ("campaigns/snapshot", SNAPSHOT),
     ("campaigns/user_list_insert", USER_LIST_INSERT),
     ("campaigns/user_list_count", USER_LIST_COUNT),
     ("campaigns/user_list_get", USER_LIST_GET),
@@ -1090,7 +1094,8 @@ pub struct Progress {
 }
 
 /// Devices by what became of them. `targeted` = `scheduled` + `queued` +
-/// `delivered` + `failed` + `token_dead` + `expired` + `cancelled`.
+/// `delivered` + `failed` + `token_dead` + `expired` + `cancelled` +
+/// `dropped`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
     /// Devices in the audience with consent.
@@ -1111,6 +1116,9 @@ pub struct Counts {
     /// Expired before they could be sent (throttle, quiet hours, retries).
     pub expired: i64,
     pub cancelled: i64,
+    /// Queued, but fan-out made no delivery: the device was removed (or
+    /// its token found dead) before its turn came.
+    pub dropped: i64,
     /// Reported opened by the app (device receipts).
     pub opened: i64,
 }
@@ -1127,6 +1135,7 @@ impl Counts {
         self.token_dead += o.token_dead;
         self.expired += o.expired;
         self.cancelled += o.cancelled;
+        self.dropped += o.dropped;
         self.opened += o.opened;
     }
 }
@@ -1145,24 +1154,32 @@ struct TargetCounts {
     last_due_at: Option<DateTime<Utc>>,
 }
 
-/// Counts a campaign's targets, deliveries and receipts (three index
-/// scans over the campaign's rows).
+/// Counts a campaign's targets, deliveries, unsent notifications and
+/// receipts (index scans over the campaign's rows), in one snapshot so a
+/// target is never counted both as queued and as its delivery.
 pub async fn progress(
     pool: &PgPool,
     id: Uuid,
     now: DateTime<Utc>,
 ) -> Result<Progress, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(SNAPSHOT).execute(&mut *tx).await?;
     let targets: Vec<TargetCounts> = sqlx::query_as(TARGET_COUNTS)
         .bind(id)
         .bind(now)
         .bind(now - Duration::minutes(1))
-        .fetch_all(pool)
+        .fetch_all(&mut *tx)
         .await?;
     let deliveries: Vec<(String, String, i64, i64)> = sqlx::query_as(DELIVERY_COUNTS)
         .bind(id)
-        .fetch_all(pool)
+        .fetch_all(&mut *tx)
         .await?;
-    let opened: Vec<(String, i64)> = sqlx::query_as(OPENED).bind(id).fetch_all(pool).await?;
+    let unsent: Vec<(String, String, i64)> = sqlx::query_as(NOTIFICATION_COUNTS)
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+    let opened: Vec<(String, i64)> = sqlx::query_as(OPENED).bind(id).fetch_all(&mut *tx).await?;
+    tx.commit().await?;
 
     let mut progress = Progress::default();
     let mut last_due: Option<DateTime<Utc>> = None;
@@ -1180,15 +1197,31 @@ pub async fn progress(
             cancelled: t.cancelled,
             ..Counts::default()
         };
-        // Queued targets without a delivery yet are still in the outbox.
+        // A queued target became a delivery, is still in the outbox, or
+        // its notification ended without one (expired or cancelled before
+        // fan-out); what is left of it was dropped at fan-out (the device
+        // was removed meanwhile).
         let made: i64 = deliveries
             .iter()
             .filter(|d| d.0 == t.platform)
             .map(|d| d.2)
             .sum();
-        c.queued = t.waiting + (t.queued - made).max(0);
-        for (p, state, n, sent) in deliveries.iter().filter(|d| d.0 == t.platform) {
-            let _ = p;
+        let mut outbox = 0;
+        let mut ended = 0;
+        for (_, state, n) in unsent.iter().filter(|u| u.0 == t.platform) {
+            match state.as_str() {
+                "pending" => outbox += n,
+                "expired" => c.expired += n,
+                "cancelled" => c.cancelled += n,
+                _ => c.dropped += n,
+            }
+            if state != "pending" {
+                ended += n;
+            }
+        }
+        c.dropped += (t.queued - made - outbox - ended).max(0);
+        c.queued = t.waiting + outbox;
+        for (_, state, n, sent) in deliveries.iter().filter(|d| d.0 == t.platform) {
             c.sent += sent;
             match state.as_str() {
                 "pending" | "sending" => c.queued += n,
@@ -1206,7 +1239,7 @@ pub async fn progress(
             .map(|o| o.1)
             .sum();
         progress.per_minute += t.queued_last_minute;
-        waiting_total += t.waiting + (t.queued - made).max(0);
+        waiting_total += t.waiting + outbox;
         last_due = last_due.max(t.last_due_at);
         progress.total.add(&c);
         progress.by_platform.insert(platform, c);

@@ -1,0 +1,2 @@
+-- Progress reads its counts from one snapshot.
+SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY
