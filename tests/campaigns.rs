@@ -397,6 +397,30 @@ async fn each_segment_filter_and_the_user_list_reach_exactly_the_right_devices(
     .await
     .unwrap();
     assert_eq!(members, ["nobody", "u1", "u3", "u5"]);
+    // A spreadsheet's export: a byte order mark, the header in another
+    // case, no newline at the end. And a list without a header.
+    for (csv, want) in [
+        ("\u{feff}User_ID\nu2\nu4", 2),
+        ("u2", 1),
+        ("\"u2\"\n\"u4\"\n", 2),
+    ] {
+        let body = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(csv))]);
+        let list = campaigns::upload_user_list(&pool, APP, "export", body)
+            .await
+            .unwrap_or_else(|e| panic!("{csv:?}: {e}"));
+        assert_eq!(list.users, want, "{csv:?}");
+        assert_eq!(
+            scalar(
+                &pool,
+                "SELECT count(*) FROM pushrelay.user_list_members
+                  WHERE list_id = $1 AND user_id NOT IN ('u2', 'u4')",
+                list.id
+            )
+            .await,
+            0,
+            "{csv:?}"
+        );
+    }
 
     for (filter, want) in [
         (json!({}), vec![d1, d3, d5, d6]),
@@ -457,10 +481,15 @@ async fn devices_without_consent_are_skipped_and_counted_and_later_devices_are_n
         (140, 70, 60)
     );
     assert_eq!(reach.by_platform[&Platform::Ios].no_consent, 30);
-    campaigns::pump(&pool, &ctx, limits(&settings), now)
-        .await
-        .unwrap();
-    // Registered after the start, consenting: not added.
+    // The audience is evaluated 50 device ids a step.
+    let l = PumpLimits {
+        evaluate_chunk: 50,
+        ..limits(&settings)
+    };
+    let p = campaigns::pump(&pool, &ctx, l, now).await.unwrap();
+    assert!(p.more, "{p:?}");
+    // Registered after the start, consenting, while the audience is being
+    // evaluated: not added.
     let late = add(
         &pool,
         Dev {
@@ -469,6 +498,7 @@ async fn devices_without_consent_are_skipped_and_counted_and_later_devices_are_n
         },
     )
     .await;
+    pump_all(&pool, &ctx, l, now).await;
 
     let without: Vec<i64> = sqlx::query_scalar(
         "SELECT id FROM pushrelay.devices
@@ -788,16 +818,17 @@ async fn the_throttle_holds_the_configured_rate_per_window(
         ..new_campaign(segment(json!({"all": true})))
     };
     let (c, _) = create(&pool, &ctx, &new, t0 - Duration::minutes(5)).await;
-    // 60 simulated seconds in steps of 100 ms.
+    // 60 simulated seconds in steps of 100 ms, two processes pumping at
+    // each step: the pace lives in the campaign's row, not in a process.
+    let other = common::pool(&opts).await;
     for step in 0..600 {
-        campaigns::pump(
-            &pool,
-            &ctx,
-            limits(&settings),
-            t0 + Duration::milliseconds(100 * step),
-        )
-        .await
-        .unwrap();
+        let now = t0 + Duration::milliseconds(100 * step);
+        let (a, b) = tokio::join!(
+            campaigns::pump(&pool, &ctx, limits(&settings), now),
+            campaigns::pump(&other, &ctx, limits(&settings), now)
+        );
+        a.unwrap();
+        b.unwrap();
     }
     let windows: Vec<(i32, i64)> = sqlx::query_as(
         "SELECT floor(extract(epoch FROM queued_at - $2) / 10)::int AS w, count(*)
