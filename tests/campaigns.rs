@@ -1338,3 +1338,45 @@ async fn progress_accounts_for_targets_that_never_became_a_delivery(
     );
     assert!(p.finished, "{p:?}");
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_campaign_resumed_after_its_ttl_expires_what_is_left_without_waiting_for_the_throttle(
+    _: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let pool = common::pool(&opts).await;
+    common::seed_users(&pool, 50).await;
+    let settings = common::settings();
+    let ctx = context(&settings);
+    let t0 = t("2027-03-01T10:00:00Z");
+    // 60 a minute, 10 minutes to live: 100 devices fit.
+    let new = NewCampaign {
+        schedule: Schedule {
+            at: Some(t0),
+            ..Schedule::default()
+        },
+        throttle_per_minute: Some(60),
+        ttl_seconds: Some(600),
+        ..new_campaign(segment(json!({"all": true})))
+    };
+    let (c, _) = create(&pool, &ctx, &new, t0 - Duration::minutes(1)).await;
+    let l = limits(&settings);
+    for s in 0..10 {
+        campaigns::pump(&pool, &ctx, l, t0 + Duration::seconds(s))
+            .await
+            .unwrap();
+    }
+    assert_eq!(targets(&pool, c.id, &["queued"]).await.len(), 10);
+    // The pause takes back the 10 not yet fanned out.
+    campaigns::pause(&pool, c.id, None).await.unwrap();
+    assert_eq!(targets(&pool, c.id, &["pending"]).await.len(), 100);
+    campaigns::resume(&pool, c.id, None).await.unwrap();
+    // An hour later every waiting target is past its TTL: one step
+    // expires them all and the campaign ends.
+    let p = campaigns::pump(&pool, &ctx, l, t0 + Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!((p.queued, p.expired, p.completed), (0, 100, 1), "{p:?}");
+    let c = campaigns::get(&pool, c.id, None).await.unwrap().unwrap();
+    assert_eq!(c.state, CampaignState::Completed);
+}

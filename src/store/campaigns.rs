@@ -59,6 +59,7 @@ const START: &str = include_str!("campaigns/start.sql");
 const EVALUATED: &str = include_str!("campaigns/evaluated.sql");
 const BACKLOG: &str = include_str!("campaigns/backlog.sql");
 const PUMP: &str = include_str!("campaigns/pump.sql");
+const EXPIRE: &str = include_str!("campaigns/expire.sql");
 const PACED: &str = include_str!("campaigns/paced.sql");
 const COMPLETE: &str = include_str!("campaigns/complete.sql");
 const SET_STATE: &str = include_str!("campaigns/set_state.sql");
@@ -92,6 +93,7 @@ pub(crate) const STATEMENTS: &[(&str, &str)] = &[
     ("campaigns/evaluated", EVALUATED),
     ("campaigns/backlog", BACKLOG),
     ("campaigns/pump", PUMP),
+    ("campaigns/expire", EXPIRE),
     ("campaigns/paced", PACED),
     ("campaigns/complete", COMPLETE),
     ("campaigns/set_state", SET_STATE),
@@ -1364,6 +1366,16 @@ async fn step(
         total.evaluated += 1;
         total.more |= evaluated_through < audience_max;
     }
+
+    let expired = sqlx::query(EXPIRE)
+        .bind(c.id)
+        .bind(now)
+        .bind(limits.batch)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    total.expired += expired;
+    total.more |= expired as i64 == limits.batch;
 
     let backlog: i64 = sqlx::query_scalar(BACKLOG)
         .bind(c.id)
