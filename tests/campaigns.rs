@@ -1380,3 +1380,126 @@ async fn a_campaign_resumed_after_its_ttl_expires_what_is_left_without_waiting_f
     let c = campaigns::get(&pool, c.id, None).await.unwrap().unwrap();
     assert_eq!(c.state, CampaignState::Completed);
 }
+
+#[sqlx::test(migrations = false)]
+async fn quiet_hours_and_version_order_in_sql(_: PgPoolOptions, opts: PgConnectOptions) {
+    let pool = common::pool(&opts).await;
+    let quiet = |at: &'static str, tz: &'static str, window: (&'static str, &'static str)| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, DateTime<Utc>>(
+                "SELECT pushrelay.after_quiet_hours($1, $2, $3::time, $4::time)",
+            )
+            .bind(t(at))
+            .bind(tz)
+            .bind(window.0)
+            .bind(window.1)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let night = ("21:00", "08:00");
+    for (at, tz, window, want) in [
+        // 13:00 in Berlin: not quiet.
+        (
+            "2027-01-15T12:00:00Z",
+            "Europe/Berlin",
+            night,
+            "2027-01-15T12:00:00Z",
+        ),
+        // 22:30: until 08:00 the next morning.
+        (
+            "2027-01-15T21:30:00Z",
+            "Europe/Berlin",
+            night,
+            "2027-01-16T07:00:00Z",
+        ),
+        // 07:00: until 08:00 the same morning.
+        (
+            "2027-01-15T06:00:00Z",
+            "Europe/Berlin",
+            night,
+            "2027-01-15T07:00:00Z",
+        ),
+        // The window's start is quiet, its end is not.
+        (
+            "2027-01-15T20:00:00Z",
+            "Europe/Berlin",
+            night,
+            "2027-01-16T07:00:00Z",
+        ),
+        (
+            "2027-01-15T07:00:00Z",
+            "Europe/Berlin",
+            night,
+            "2027-01-15T07:00:00Z",
+        ),
+        // 22:00 EST the night the clocks go forward: 08:00 EDT.
+        (
+            "2027-03-14T03:00:00Z",
+            "America/New_York",
+            night,
+            "2027-03-14T12:00:00Z",
+        ),
+        // 01:00 NZDT in Auckland.
+        (
+            "2027-01-15T12:00:00Z",
+            "Pacific/Auckland",
+            night,
+            "2027-01-15T19:00:00Z",
+        ),
+        // A window inside one day: 13:30 in Berlin, quiet 13:00-15:00.
+        (
+            "2027-01-15T12:30:00Z",
+            "Europe/Berlin",
+            ("13:00", "15:00"),
+            "2027-01-15T14:00:00Z",
+        ),
+        (
+            "2027-01-15T14:00:00Z",
+            "Europe/Berlin",
+            ("13:00", "15:00"),
+            "2027-01-15T14:00:00Z",
+        ),
+    ] {
+        assert_eq!(
+            quiet(at, tz, window).await,
+            t(want),
+            "{at} in {tz}, quiet {window:?}"
+        );
+    }
+
+    let order = |a: &'static str, b: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i32>(
+                "SELECT CASE WHEN pushrelay.version_key($1) < pushrelay.version_key($2) THEN -1
+                             WHEN pushrelay.version_key($1) > pushrelay.version_key($2) THEN 1
+                             ELSE 0 END",
+            )
+            .bind(a)
+            .bind(b)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    for (a, b, want) in [
+        ("5.10", "5.9", 1),
+        ("5.10.0", "5.10", 0),
+        ("5.10.0-beta", "5.10", 0),
+        ("5", "5.0.0", 0),
+        ("10.0", "9.99", 1),
+        ("5.1", "5.01", 0),
+        ("5.10.1", "5.10", 1),
+    ] {
+        assert_eq!(order(a, b).await, want, "{a} vs {b}");
+    }
+    // A device that never reported its version is in no range.
+    let null: bool = sqlx::query_scalar("SELECT pushrelay.version_key(NULL) IS NULL")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(null);
+}
