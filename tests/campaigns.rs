@@ -1503,3 +1503,66 @@ async fn quiet_hours_and_version_order_in_sql(_: PgPoolOptions, opts: PgConnectO
         .unwrap();
     assert!(null);
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_pause_while_the_daemon_sends_stops_it_within_one_fan_out_batch(
+    _: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let pool = common::pool(&opts).await;
+    common::seed_users(&pool, 500).await;
+    let mut s = common::settings();
+    // 10 bulk slots per platform, 50 ms a send: seconds for 1000 devices.
+    for lane in [&mut s.lanes.ios, &mut s.lanes.android] {
+        lane.concurrency = 20;
+        lane.bulk_share = 0.5;
+    }
+    s.worker.fanout_batch = 20;
+    s.simulator.latency_ms = 50;
+    s.simulator.latency_jitter_ms = 0;
+    s.campaigns.batch = 100;
+    s.campaigns.backlog = 100;
+    let ctx = context(&s);
+    let (c, _) = create(
+        &pool,
+        &ctx,
+        &new_campaign(segment(json!({"all": true}))),
+        Utc::now(),
+    )
+    .await;
+    let daemon = start(&pool, s);
+    let delivered = format!(
+        "SELECT count(*) FROM pushrelay.deliveries WHERE campaign_id = '{}' AND state = 'delivered'",
+        c.id
+    );
+    wait_for(&pool, &format!("SELECT least(({delivered}), 100)"), 100).await;
+    campaigns::pause(&pool, c.id, None).await.unwrap();
+    let notifications = "SELECT count(*) FROM pushrelay.notifications WHERE campaign_id = $1";
+    let deliveries = "SELECT count(*) FROM pushrelay.deliveries WHERE campaign_id = $1";
+    let (n0, d0) = (
+        scalar(&pool, notifications, c.id).await,
+        scalar(&pool, deliveries, c.id).await,
+    );
+    wait_for(&pool, OPEN, 0).await;
+    // No notification was created after the pause, and what was sent
+    // after it is at most the fan-out batch in hand (two devices a user).
+    assert_eq!(scalar(&pool, notifications, c.id).await, n0);
+    let d1 = scalar(&pool, deliveries, c.id).await;
+    assert!(d1 - d0 <= 40, "{} sent after the pause", d1 - d0);
+    assert!(d1 < 1000, "the pause came after the whole campaign");
+    let pending = targets(&pool, c.id, &["pending"]).await.len() as i64;
+    assert_eq!(pending, 1000 - d1);
+
+    campaigns::resume(&pool, c.id, None).await.unwrap();
+    wait_for(&pool, &delivered, 1000).await;
+    wait_for(&pool, OPEN, 0).await;
+    stop(daemon).await;
+    let (all, devices): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT device_id) FROM pushrelay.deliveries WHERE campaign_id = $1",
+    )
+    .bind(c.id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((all, devices), (1000, 1000));
+}
