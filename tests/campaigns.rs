@@ -1566,3 +1566,86 @@ async fn a_pause_while_the_daemon_sends_stops_it_within_one_fan_out_batch(
     .unwrap();
     assert_eq!((all, devices), (1000, 1000));
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_local_time_inside_quiet_hours_waits_for_their_end_in_each_timezone(
+    _: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let pool = common::pool(&opts).await;
+    let settings = settings_with_quiet_hours("21:00-08:00");
+    let ctx = context(&settings);
+    let l = limits(&settings);
+    let mut zone: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    for (i, tz) in ["Pacific/Auckland", "Europe/Berlin", "America/New_York"]
+        .into_iter()
+        .cycle()
+        .take(90)
+        .enumerate()
+    {
+        let id = add(
+            &pool,
+            Dev {
+                timezone: tz,
+                ..dev(&format!("u{i}"), "android")
+            },
+        )
+        .await;
+        zone.entry(tz).or_default().push(id);
+    }
+    let local = |time: &str, ttl: i64| NewCampaign {
+        schedule: Schedule {
+            local_time: Some(time.into()),
+            date: Some("2027-01-15".parse().unwrap()),
+            ..Schedule::default()
+        },
+        ttl_seconds: Some(ttl),
+        ..new_campaign(segment(json!({"all": true})))
+    };
+    let created = t("2027-01-14T00:00:00Z");
+    // 07:00 local, 2 h to live: each device at its own 08:00.
+    let (seven, _) = create(&pool, &ctx, &local("07:00", 7200), created).await;
+    // 06:00 local, 1 h to live: quiet until 08:00, past the TTL everywhere.
+    let (six, _) = create(&pool, &ctx, &local("06:00", 3600), created).await;
+
+    let mut queued = Vec::new();
+    for (now, tz) in [
+        // 08:00 in Auckland (UTC+13), Berlin (UTC+1), New York (UTC−5).
+        ("2027-01-14T19:00:00Z", "Pacific/Auckland"),
+        ("2027-01-15T07:00:00Z", "Europe/Berlin"),
+        ("2027-01-15T13:00:00Z", "America/New_York"),
+    ] {
+        let before = t(now) - Duration::seconds(1);
+        pump_all(&pool, &ctx, l, before).await;
+        assert_eq!(
+            targets(&pool, seven.id, &["queued"]).await,
+            sorted(queued.clone()),
+            "at {before}"
+        );
+        pump_all(&pool, &ctx, l, t(now)).await;
+        queued.extend(zone[tz].iter().copied());
+        assert_eq!(
+            targets(&pool, seven.id, &["queued"]).await,
+            sorted(queued.clone()),
+            "at {now}"
+        );
+    }
+    let c = campaigns::get(&pool, seven.id, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.state, CampaignState::Completed);
+
+    assert_eq!(targets(&pool, six.id, &["expired"]).await.len(), 90);
+    assert_eq!(
+        scalar(
+            &pool,
+            "SELECT count(*) FROM pushrelay.notifications WHERE campaign_id = $1",
+            six.id
+        )
+        .await,
+        0
+    );
+    let c = campaigns::get(&pool, six.id, None).await.unwrap().unwrap();
+    assert_eq!(c.state, CampaignState::Completed);
+}
