@@ -225,7 +225,14 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
             bin.display(),
             dir.display()
         );
+        let load_before = procfs::load_average();
         let run = bench.campaign(devices, &pool, &bin, &config, &dir).await?;
+        let load = |l: Option<f64>| l.map_or("n/a".into(), |l| format!("{l:.2}"));
+        println!(
+            "machine load (1-minute average): {} when the daemons started, {} at the end",
+            load(load_before),
+            load(procfs::load_average())
+        );
         let peak_rss_mb = bench.stop().await?;
         if let Some(mock) = mock {
             mock.stop().await?;

@@ -428,16 +428,17 @@ async fn follow(
     // Piped with --watch, the bar is hidden: print a line per refresh
     // instead, so a log still shows the campaign moving.
     let hidden = bar.is_hidden();
+    bar.enable_steady_tick(Duration::from_millis(200));
     let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
     loop {
         let t = &progress.total;
-        bar.set_length(t.targeted.max(0) as u64);
-        bar.set_position(settled(t).max(0) as u64);
         let message = bar_message(&c, &progress);
         if hidden {
             println!("{}/{} settled, {message}", settled(t), t.targeted);
         }
         bar.set_message(message);
+        bar.set_length(t.targeted.max(0) as u64);
+        bar.set_position(settled(t).max(0) as u64);
         if done(&c, &progress) {
             bar.finish();
             return Ok((c, progress));
