@@ -98,7 +98,8 @@ pub struct BenchArgs {
     /// Bulk notifications queued for the priority phase (0 skips the phase).
     #[arg(long, default_value_t = 0)]
     pub priority_backlog: u32,
-    /// Urgent alerts per second inserted while the bulk backlog drains.
+    /// Urgent alerts per second inserted while the bulk backlog drains (or
+    /// the campaign runs, with --campaign).
     #[arg(long, default_value_t = 100)]
     pub alert_rate: u32,
     /// Seconds the urgent alerts go on.
