@@ -236,6 +236,9 @@ fn flag_hint(e: campaigns::CampaignError) -> anyhow::Error {
         campaigns::CampaignError::EmptyAudience => {
             anyhow::anyhow!("{e} (here: --segment '{{\"all\": true}}')")
         }
+        campaigns::CampaignError::UnknownUserList(_) => {
+            anyhow::anyhow!("{e} (here: --users FILE.csv uploads one)")
+        }
         e => e.into(),
     }
 }
@@ -360,12 +363,12 @@ async fn preview(
         return Err(flag_hint(campaigns::CampaignError::EmptyAudience));
     }
     if let Some(id) = list {
-        anyhow::ensure!(
-            campaigns::user_list(pool, id, Some(std::slice::from_ref(&a.app)))
-                .await?
-                .is_some(),
-            campaigns::CampaignError::UnknownUserList(id)
-        );
+        if campaigns::user_list(pool, id, Some(std::slice::from_ref(&a.app)))
+            .await?
+            .is_none()
+        {
+            return Err(flag_hint(campaigns::CampaignError::UnknownUserList(id)));
+        }
     }
     let now = Utc::now();
     let when = schedule(a).resolve(now)?;
