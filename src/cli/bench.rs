@@ -22,6 +22,16 @@
 //!    notifications, and urgent alerts at a steady rate while it drains:
 //!    the alerts' latency and the bulk drain rate.
 //!
+//! With `--campaign N` the bench measures a marketing campaign instead:
+//! N devices (half iOS, half Android, five timezones) are seeded besides
+//! the `--users`, urgent alerts go to those users at `--alert-rate` for
+//! `--alert-duration` with no campaign (the comparison), then an
+//! unthrottled bulk campaign to the N devices is created through
+//! `store::campaigns` and the daemons' pump runs it while the alerts go
+//! on at the same rate until every target is handed over. The report: the
+//! campaign's devices per second (start → last acceptance), the daemons'
+//! peak RSS, and the alerts' enqueue → accepted with and without it.
+//!
 //! With `--faults mobile` the bench measures delivery quality instead: the
 //! mock plays a fault mix, a producer inserts notifications at `--rate`,
 //! and the report says which share of the deliverable ones was accepted
@@ -88,7 +98,8 @@ pub struct BenchArgs {
     /// Bulk notifications queued for the priority phase (0 skips the phase).
     #[arg(long, default_value_t = 0)]
     pub priority_backlog: u32,
-    /// Urgent alerts per second inserted while the bulk backlog drains.
+    /// Urgent alerts per second inserted while the bulk backlog drains (or
+    /// the campaign runs, with --campaign).
     #[arg(long, default_value_t = 100)]
     pub alert_rate: u32,
     /// Seconds the urgent alerts go on.
@@ -106,6 +117,11 @@ pub struct BenchArgs {
     /// Time to live of the notifications with --faults (seconds).
     #[arg(long, default_value_t = 300)]
     pub ttl: u32,
+    /// Measure a campaign to this many devices instead (urgent alerts at
+    /// --alert-rate to the --users meanwhile, and for --alert-duration
+    /// without it).
+    #[arg(long, conflicts_with = "faults", value_parser = clap::value_parser!(u32).range(2..))]
+    pub campaign: Option<u32>,
 }
 
 /// The `mobile` fault mix's send timeout, and how late the slow answers
@@ -130,6 +146,8 @@ const OPEN_COUNTS: &str = include_str!("bench/open_counts.sql");
 const LATENCIES: &str = include_str!("bench/latencies.sql");
 const INSERT_NOTIFICATIONS: &str = include_str!("bench/insert_notifications.sql");
 const QUALITY: &str = include_str!("bench/quality.sql");
+const SEED_CAMPAIGN_DEVICES: &str = include_str!("bench/seed_campaign_devices.sql");
+const CAMPAIGN_THROUGHPUT: &str = include_str!("bench/campaign_throughput.sql");
 /// The bench's statements, checked against the schema like the store's.
 pub const STATEMENTS: &[(&str, &str)] = &[
     ("bench/seed_devices", SEED_DEVICES),
@@ -140,6 +158,8 @@ pub const STATEMENTS: &[(&str, &str)] = &[
     ("bench/latencies", LATENCIES),
     ("bench/insert_notifications", INSERT_NOTIFICATIONS),
     ("bench/quality", QUALITY),
+    ("bench/seed_campaign_devices", SEED_CAMPAIGN_DEVICES),
+    ("bench/campaign_throughput", CAMPAIGN_THROUGHPUT),
 ];
 
 const APP: &str = "bench";
@@ -151,6 +171,16 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(600);
 const TICK: Duration = Duration::from_millis(10);
 /// Notifications per INSERT when queueing a backlog.
 const CHUNK: i32 = 10_000;
+/// The tag of the campaign bench's audience.
+const CAMPAIGN_TAG: &str = "bench_campaign";
+/// Campaign devices seeded per INSERT (one statement of a million rows
+/// would hold every row's index entries in one transaction).
+const CAMPAIGN_SEED_CHUNK: u32 = 100_000;
+/// The longest a campaign may take to hand over every target.
+const CAMPAIGN_LIMIT: Duration = Duration::from_secs(1800);
+/// Seconds of alerts sent, and not measured, before the comparison: the
+/// daemons' connections and plans are warm by then.
+const WARM_UP_SECS: u64 = 2;
 
 pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
     #[cfg(not(feature = "mock"))]
@@ -176,13 +206,42 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
     child::migrate(&bin, &config).await?;
     let options = db::connect_options(&url)?.application_name("pushrelay-bench");
     let conn = PgConnection::connect_with(&options).await?;
+    let users = args.users as i32;
     let mut bench = Bench {
         args: &args,
         conn,
         daemons: Vec::new(),
         next: 0,
+        users,
     };
     bench.seed().await?;
+    if let Some(devices) = args.campaign {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await?;
+        println!(
+            "daemons: {} × {} (config and logs in {})",
+            args.processes,
+            bin.display(),
+            dir.display()
+        );
+        let load_before = procfs::load_average();
+        let run = bench.campaign(devices, &pool, &bin, &config, &dir).await?;
+        let load = |l: Option<f64>| l.map_or("n/a".into(), |l| format!("{l:.2}"));
+        println!(
+            "machine load (1-minute average): {} when the daemons started, {} at the end",
+            load(load_before),
+            load(procfs::load_average())
+        );
+        let peak_rss_mb = bench.stop().await?;
+        if let Some(mock) = mock {
+            mock.stop().await?;
+        }
+        print_campaign(&args, &run, &peak_rss_mb);
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        return Ok(());
+    }
     if args.faults.is_some() {
         let mock = mock.context("--faults runs the mock servers")?;
         return bench.quality(&bin, &config, &dir, mock).await;
@@ -312,6 +371,25 @@ struct Bench<'a> {
     daemons: Vec<Daemon>,
     /// Number of the next notification inserted (it picks user and data).
     next: i32,
+    /// The users notifications are spread over (u1…).
+    users: i32,
+}
+
+/// What the campaign bench saw.
+struct CampaignRun {
+    devices: u32,
+    reach: db::campaigns::Reach,
+    /// The campaign's deliveries accepted, and its devices per second from
+    /// its start to the last acceptance.
+    delivered: i64,
+    secs: f64,
+    progress: db::campaigns::Progress,
+    /// The alerts without, then during, the campaign.
+    alone: Latencies,
+    during: Latencies,
+    alerts_during: i32,
+    /// The largest daemon's peak RSS before the campaign (MiB).
+    rss_before_mb: u64,
 }
 
 struct Throughput {
@@ -361,6 +439,10 @@ impl Bench<'_> {
                 "seeding {} users × 2 devices (1 in {FAULT_DEAD_EVERY} with dead tokens)…",
                 self.args.users
             ),
+            None if self.args.campaign.is_some() => println!(
+                "seeding {} users × 2 devices for the alerts…",
+                self.args.users
+            ),
             None => println!(
                 "seeding {} users × 2 devices and {} notifications…",
                 self.args.users, self.args.notifications
@@ -376,7 +458,20 @@ impl Bench<'_> {
             .bind(dead_every)
             .execute(&mut self.conn)
             .await?;
-        if self.args.faults.is_none() {
+        if let Some(devices) = self.args.campaign {
+            println!("seeding {devices} campaign devices (half iOS, half Android, 5 timezones)…");
+            let mut from = 0;
+            while from < devices {
+                let to = (from + CAMPAIGN_SEED_CHUNK).min(devices);
+                sqlx::query(SEED_CAMPAIGN_DEVICES)
+                    .bind(APP)
+                    .bind(from as i32)
+                    .bind(to as i32)
+                    .execute(&mut self.conn)
+                    .await?;
+                from = to;
+            }
+        } else if self.args.faults.is_none() {
             self.insert_backlog(self.args.notifications, Priority::Urgent)
                 .await?;
         }
@@ -472,6 +567,145 @@ impl Bench<'_> {
         Ok(urgent)
     }
 
+    /// `--campaign`: the alerts alone, then a campaign to every seeded
+    /// campaign device with the alerts going on until it has handed over
+    /// every target.
+    async fn campaign(
+        &mut self,
+        devices: u32,
+        pool: &sqlx::PgPool,
+        bin: &Path,
+        config: &Path,
+        dir: &Path,
+    ) -> anyhow::Result<CampaignRun> {
+        self.start_daemons(bin, config, dir)?;
+        let (rate, secs) = (self.args.alert_rate, self.args.alert_duration);
+        self.produce(rate, WARM_UP_SECS, Priority::Urgent).await?;
+        self.wait_until_drained("the warm-up").await?;
+        let since = self.now().await?;
+        let produced = self.produce(rate, secs, Priority::Urgent).await?;
+        self.wait_until_drained("the alerts alone").await?;
+        let alone = latencies(&mut self.conn, since, Priority::Urgent).await?;
+        println!(
+            "alerts alone: {produced} urgent alerts ({rate}/s for {secs} s) → {} deliveries; \
+             enqueue → accepted p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            alone.deliveries, alone.p50, alone.p99, alone.max
+        );
+        let rss_before_mb = self.peak_rss_mb()?.into_iter().max().unwrap_or(0);
+
+        let since = self.now().await?;
+        let ctx = db::campaigns::Context {
+            routes: vec![format!("{APP}/ios"), format!("{APP}/android")],
+            ..Default::default()
+        };
+        let new = db::campaigns::NewCampaign {
+            app: APP.into(),
+            name: format!("bench: {devices} devices"),
+            content: db::campaigns::Content {
+                title: Some("Autumn offer".into()),
+                body: Some("0 % fees on transfers abroad this week".into()),
+                data: json!({ "deeplink": "bank://offers/autumn" }),
+                ..Default::default()
+            },
+            segment: db::campaigns::Segment {
+                tags_any: Some(vec![CAMPAIGN_TAG.into()]),
+                ..Default::default()
+            },
+            created_by: Some("pushrelay bench".into()),
+            ..Default::default()
+        };
+        let created = Instant::now();
+        let (campaign, reach) =
+            db::campaigns::create(pool, &ctx, &[APP.into()], &new, Utc::now()).await?;
+        println!(
+            "campaign {} created in {:.1} s: {} devices of {} users, unthrottled, priority {}; \
+             urgent alerts at {rate}/s until every target is handed over…",
+            campaign.id,
+            created.elapsed().as_secs_f64(),
+            reach.devices,
+            reach.users,
+            campaign.priority
+        );
+        let alerts_during = self.produce_during(rate, pool, campaign.id).await?;
+        self.wait_until_drained("the campaign").await?;
+        let during = latencies(&mut self.conn, since, Priority::Urgent).await?;
+        let (delivered, started, last): (i64, Option<DateTime<Utc>>, Option<DateTime<Utc>>) =
+            sqlx::query_as(CAMPAIGN_THROUGHPUT)
+                .bind(campaign.id)
+                .fetch_one(&mut self.conn)
+                .await?;
+        let progress = db::campaigns::progress(pool, campaign.id, Utc::now()).await?;
+        Ok(CampaignRun {
+            devices,
+            reach,
+            delivered,
+            secs: seconds_between(started, last),
+            progress,
+            alone,
+            during,
+            alerts_during,
+            rss_before_mb,
+        })
+    }
+
+    /// Inserts urgent alerts at `rate` per second until the campaign is no
+    /// longer scheduled or running (looked at once a second); returns how
+    /// many.
+    async fn produce_during(
+        &mut self,
+        rate: u32,
+        pool: &sqlx::PgPool,
+        campaign: uuid::Uuid,
+    ) -> anyhow::Result<i32> {
+        use db::campaigns::CampaignState;
+        let first = self.next;
+        let started = Instant::now();
+        let mut looked = Instant::now();
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let due = first + (f64::from(rate) * started.elapsed().as_secs_f64()) as i32;
+            if due > self.next {
+                self.insert_up_to(due, Priority::Urgent).await?;
+            }
+            if looked.elapsed() < Duration::from_secs(1) {
+                continue;
+            }
+            looked = Instant::now();
+            for daemon in &mut self.daemons {
+                daemon.check_running()?;
+            }
+            let c = db::campaigns::get(pool, campaign, None)
+                .await?
+                .context("the bench's campaign is gone")?;
+            if !matches!(c.state, CampaignState::Scheduled | CampaignState::Running) {
+                anyhow::ensure!(
+                    c.state == CampaignState::Completed,
+                    "the bench's campaign ended {}",
+                    c.state
+                );
+                return Ok(self.next - first);
+            }
+            anyhow::ensure!(
+                started.elapsed() < CAMPAIGN_LIMIT,
+                "the campaign did not hand over every target within {} s",
+                CAMPAIGN_LIMIT.as_secs()
+            );
+        }
+    }
+
+    /// Each daemon's peak RSS so far (MiB).
+    fn peak_rss_mb(&self) -> anyhow::Result<Vec<u64>> {
+        self.daemons
+            .iter()
+            .map(|d| {
+                procfs::peak_rss_mb(d.pid)
+                    .with_context(|| format!("reading daemon {}'s memory", d.pid))
+            })
+            .collect()
+    }
+
     /// `--faults`: notifications at a steady rate through the fault mix,
     /// then how well they were delivered.
     async fn quality(
@@ -541,14 +775,7 @@ impl Bench<'_> {
 
     /// Reads each daemon's peak RSS (MiB), then stops them with SIGTERM.
     async fn stop(self) -> anyhow::Result<Vec<u64>> {
-        let peak_rss_mb = self
-            .daemons
-            .iter()
-            .map(|d| {
-                procfs::peak_rss_mb(d.pid)
-                    .with_context(|| format!("reading daemon {}'s memory", d.pid))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let peak_rss_mb = self.peak_rss_mb()?;
         for daemon in self.daemons {
             daemon.stop().await?;
         }
@@ -595,7 +822,7 @@ impl Bench<'_> {
 
     /// Inserts notifications number `self.next..to`.
     async fn insert_up_to(&mut self, to: i32, priority: Priority) -> Result<(), sqlx::Error> {
-        let users = self.args.users as i32;
+        let users = self.users;
         let ttl = match self.args.faults {
             Some(_) => self.args.ttl as i32,
             None => 3600,
@@ -687,6 +914,51 @@ fn last_line(
         line.push_str(&format!(" alert_p99_ms={:.1}", alerts.p99));
     }
     line
+}
+
+/// The campaign bench's report, and its machine-readable last line.
+fn print_campaign(args: &BenchArgs, run: &CampaignRun, peak_rss_mb: &[u64]) {
+    let per_sec = run.delivered as f64 / run.secs.max(0.001);
+    let t = &run.progress.total;
+    println!(
+        "campaign: {} devices seeded, {} reached; {} accepted in {:.1} s (campaign start → last acceptance) \
+         = {per_sec:.0} devices/s; failed {}, token dead {}, expired {}, still queued {}",
+        run.devices, run.reach.devices, run.delivered, run.secs, t.failed, t.token_dead, t.expired, t.queued
+    );
+    println!(
+        "alerts during the campaign: {} urgent alerts ({}/s) → {} deliveries; enqueue → accepted \
+         p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (alone: p50 {:.1} ms, p99 {:.1} ms)",
+        run.alerts_during,
+        args.alert_rate,
+        run.during.deliveries,
+        run.during.p50,
+        run.during.p99,
+        run.during.max,
+        run.alone.p50,
+        run.alone.p99
+    );
+    match args.provider.as_str() {
+        "mock" => println!(
+            "providers: the daemons' real APNs + FCM clients (4 HTTP/2 connections each) → mock servers \
+             in their own process, {} ms per answer",
+            args.latency_ms
+        ),
+        _ => println!(
+            "providers: the daemons' in-process simulator, {}–{} ms per answer",
+            args.latency_ms,
+            args.latency_ms + args.jitter_ms
+        ),
+    }
+    let peak = peak_rss_mb.iter().max().copied().unwrap_or(0);
+    println!(
+        "daemons: peak RSS {peak} MB (the largest; {} MB before the campaign)",
+        run.rss_before_mb
+    );
+    println!(
+        "campaign_devices={} campaign_devices_per_sec={per_sec:.0} peak_rss_mb={peak} \
+         alert_p50_ms={:.1} alert_p99_ms={:.1} alone_p50_ms={:.1} alone_p99_ms={:.1}",
+        run.devices, run.during.p50, run.during.p99, run.alone.p50, run.alone.p99
+    );
 }
 
 /// The providers and the daemons' memory, per daemon when there are several.

@@ -2,6 +2,7 @@
 //! in a file of its own.
 
 mod bench;
+mod campaigns;
 mod check_config;
 mod demo;
 mod devices;
@@ -19,6 +20,7 @@ use clap::{Parser, Subcommand};
 use uuid::Uuid;
 
 pub use self::bench::{BenchArgs, STATEMENTS as BENCH_STATEMENTS};
+pub use self::campaigns::CampaignsCommand;
 pub use self::devices::DevicesCommand;
 pub use self::keys::KeysCommand;
 pub use self::send::SendArgs;
@@ -65,6 +67,10 @@ pub enum Command {
     /// Create, list and revoke the HTTP API's keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Marketing campaigns: create, list, show (live progress), preview an
+    /// audience, pause, resume, cancel.
+    #[command(subcommand)]
+    Campaigns(CampaignsCommand),
     /// Validate the configuration and templates and explain any problem.
     CheckConfig,
     /// Run a self-contained demo against the configured database, sending
@@ -164,6 +170,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let settings = load_settings(config)?;
             let pool = store::connect(&settings.database).await?;
             keys::keys_command(&settings, &pool, cmd).await
+        }
+        Command::Campaigns(cmd) => {
+            let settings = load_settings(config)?;
+            let pool = store::connect(&settings.database).await?;
+            campaigns::campaigns_command(&settings, &pool, cmd).await
         }
         Command::Demo { simulator } => demo::run(load_settings(config)?, simulator).await,
         Command::Bench(args) => bench::run(Settings::load(config)?, args).await,

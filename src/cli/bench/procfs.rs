@@ -48,6 +48,13 @@ pub fn peak_rss_mb(pid: u32) -> Option<u64> {
     Some(kb / 1024)
 }
 
+/// The 1-minute load average: a bench's figures mean little when other
+/// work shares the machine.
+pub fn load_average() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
 /// The CPU of a PostgreSQL server running on this machine: the postmaster,
 /// the children it has reaped and its live children (backends, background
 /// workers), minus one backend left out (the bench's own connection).
