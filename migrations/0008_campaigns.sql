@@ -120,6 +120,10 @@ CREATE TABLE pushrelay.campaign_targets (
 );
 CREATE INDEX campaign_targets_due ON pushrelay.campaign_targets (campaign_id, due_at)
     WHERE state = 'pending';
+-- Targets whose TTL ran out while they waited (expire.sql): without it,
+-- finding none would read every waiting target's row at every step.
+CREATE INDEX campaign_targets_expiring ON pushrelay.campaign_targets (campaign_id, expires_at)
+    WHERE state = 'pending';
 ALTER TABLE pushrelay.campaign_targets SET (
     autovacuum_vacuum_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.02,
     autovacuum_vacuum_insert_scale_factor = 0.05);

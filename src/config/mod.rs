@@ -429,6 +429,20 @@ impl Settings {
                 ));
             }
         }
+        for (name, app) in &self.apps {
+            for p in [&app.ios, &app.android].into_iter().flatten() {
+                if let ProviderSettings::Fcm(f) = p {
+                    if !(f.bulk_share > 0.0 && f.bulk_share <= 1.0) {
+                        problems.push(format!(
+                            "apps.{name}: the FCM bulk_share is {}; use a share between 0 \
+                             (exclusive) and 1, e.g. 0.8 leaves a fifth of the project's rate \
+                             to urgent alerts",
+                            f.bulk_share
+                        ));
+                    }
+                }
+            }
+        }
         for (name, schedule) in [
             ("retry.urgent", &self.retry.urgent),
             ("retry.bulk", &self.retry.bulk),

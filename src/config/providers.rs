@@ -184,6 +184,11 @@ pub struct FcmSettings {
     /// Sends per minute for the project, shared by every app using it.
     #[serde(default = "default_rate")]
     pub rate_per_minute: u32,
+    /// The share of that rate bulk sends (campaigns) may take; the rest is
+    /// kept for urgent alerts, which then never wait behind a campaign for
+    /// the quota.
+    #[serde(default = "default_bulk_share")]
+    pub bulk_share: f64,
     #[serde(default = "default_connections")]
     pub connections: u32,
     #[serde(default = "default_connect_timeout_ms")]
@@ -195,6 +200,9 @@ fn default_fcm_base_url() -> String {
 }
 fn default_rate() -> u32 {
     600_000
+}
+fn default_bulk_share() -> f64 {
+    0.8
 }
 
 /// `[simulator]`: the in-process provider's latency and fault mix.

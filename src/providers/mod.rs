@@ -235,14 +235,13 @@ impl Providers {
                         })?)
                     }
                     ProviderSettings::Fcm(s) => {
-                        let bulk_share = settings.lanes.get(platform).bulk_share;
-                        Arc::new(fcm::Fcm::new(s, bulk_share, &mut fcm_shared).map_err(
-                            |source| ProviderSetupError::Fcm {
+                        Arc::new(fcm::Fcm::new(s, &mut fcm_shared).map_err(|source| {
+                            ProviderSetupError::Fcm {
                                 app: app.clone(),
                                 platform,
                                 source,
-                            },
-                        )?)
+                            }
+                        })?)
                     }
                 };
                 providers.routes.entry(app.clone()).or_default()[platform.index()] = Some(provider);

@@ -76,6 +76,7 @@ const SNAPSHOT: &str = include_str!("campaigns/snapshot.sql");
 const USER_LIST_INSERT: &str = include_str!("campaigns/user_list_insert.sql");
 const USER_LIST_COUNT: &str = include_str!("campaigns/user_list_count.sql");
 const USER_LIST_GET: &str = include_str!("campaigns/user_list_get.sql");
+const USER_LIST_DELETE: &str = include_str!("campaigns/user_list_delete.sql");
 const UPLOAD_TABLE: &str = include_str!("campaigns/upload_table.sql");
 const UPLOAD_COPY: &str = include_str!("campaigns/upload_copy.sql");
 const UPLOAD_MEMBERS: &str = include_str!("campaigns/upload_members.sql");
@@ -922,30 +923,7 @@ pub async fn pause(
     id: Uuid,
     apps: Option<&[String]>,
 ) -> Result<Campaign, CampaignError> {
-    let mut tx = pool.begin().await?;
-    let c = lock(&mut tx, id, apps).await?;
-    match c.state {
-        CampaignState::Paused => {}
-        CampaignState::Scheduled | CampaignState::Running => {
-            sqlx::query(SET_STATE)
-                .bind(id)
-                .bind(CampaignState::Paused.as_str())
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(UNQUEUE).bind(id).execute(&mut *tx).await?;
-        }
-        state => {
-            return Err(CampaignError::Finished {
-                id,
-                state,
-                action: "paused",
-            })
-        }
-    }
-    tx.commit().await?;
-    get(pool, id, None)
-        .await?
-        .ok_or(CampaignError::NotFound(id))
+    pause_or_resume(pool, id, apps, true).await
 }
 
 /// Resumes a paused campaign where it stopped (targets already queued are
@@ -955,28 +933,39 @@ pub async fn resume(
     id: Uuid,
     apps: Option<&[String]>,
 ) -> Result<Campaign, CampaignError> {
+    pause_or_resume(pool, id, apps, false).await
+}
+
+async fn pause_or_resume(
+    pool: &PgPool,
+    id: Uuid,
+    apps: Option<&[String]>,
+    pause: bool,
+) -> Result<Campaign, CampaignError> {
     let mut tx = pool.begin().await?;
     let c = lock(&mut tx, id, apps).await?;
-    match c.state {
-        CampaignState::Scheduled | CampaignState::Running => {}
-        CampaignState::Paused => {
-            let back = if c.started_at.is_some() {
-                CampaignState::Running
-            } else {
-                CampaignState::Scheduled
-            };
-            sqlx::query(SET_STATE)
-                .bind(id)
-                .bind(back.as_str())
-                .execute(&mut *tx)
-                .await?;
-        }
-        state => {
+    let to = match (c.state, pause) {
+        (state @ (CampaignState::Completed | CampaignState::Cancelled), _) => {
             return Err(CampaignError::Finished {
                 id,
                 state,
-                action: "resumed",
+                action: if pause { "paused" } else { "resumed" },
             })
+        }
+        (CampaignState::Scheduled | CampaignState::Running, true) => Some(CampaignState::Paused),
+        (CampaignState::Paused, false) if c.started_at.is_some() => Some(CampaignState::Running),
+        (CampaignState::Paused, false) => Some(CampaignState::Scheduled),
+        // Already there.
+        _ => None,
+    };
+    if let Some(to) = to {
+        sqlx::query(SET_STATE)
+            .bind(id)
+            .bind(to.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if pause {
+            sqlx::query(UNQUEUE).bind(id).execute(&mut *tx).await?;
         }
     }
     tx.commit().await?;
@@ -1367,15 +1356,20 @@ async fn step(
         total.more |= evaluated_through < audience_max;
     }
 
-    let expired = sqlx::query(EXPIRE)
-        .bind(c.id)
-        .bind(now)
-        .bind(limits.batch)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-    total.expired += expired;
-    total.more |= expired as i64 == limits.batch;
+    // Only a throttle can hold targets back past their TTL by more than a
+    // batch: without one, each step's own pick expires them a batch at a
+    // time, and this statement would be one more index scan per step.
+    if c.throttle_per_minute.is_some() {
+        let expired = sqlx::query(EXPIRE)
+            .bind(c.id)
+            .bind(now)
+            .bind(limits.batch)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+        total.expired += expired;
+        total.more |= expired as i64 == limits.batch;
+    }
 
     let backlog: i64 = sqlx::query_scalar(BACKLOG)
         .bind(c.id)
@@ -1598,8 +1592,6 @@ fn upload_error(e: sqlx::Error) -> CampaignError {
         _ => CampaignError::Database(e),
     }
 }
-
-const USER_LIST_DELETE: &str = include_str!("campaigns/user_list_delete.sql");
 
 /// Deletes a user list and its members, unless a campaign uses it: for a
 /// list uploaded for one request (a preview, or a campaign that was then

@@ -91,13 +91,7 @@ impl Shared {
 }
 
 impl Fcm {
-    /// `bulk_share`: the share of the project's rate bulk sends may take
-    /// (the lane's; the first app routed to a project sets it).
-    pub fn new(
-        s: &FcmSettings,
-        bulk_share: f64,
-        shared: &mut Shared,
-    ) -> Result<Fcm, FcmSetupError> {
+    pub fn new(s: &FcmSettings, shared: &mut Shared) -> Result<Fcm, FcmSetupError> {
         let path = &s.service_account_file;
         let bad = |cause: String| FcmSetupError::BadServiceAccount {
             path: path.clone(),
@@ -136,7 +130,7 @@ impl Fcm {
                 // A burst of one second's worth keeps short spikes smooth.
                 let l = Arc::new(
                     RateLimiter::per_minute(s.rate_per_minute, (s.rate_per_minute / 60).max(1))
-                        .with_bulk_share(bulk_share),
+                        .with_bulk_share(s.bulk_share),
                 );
                 shared.limiters.push((project.clone(), l.clone()));
                 l
