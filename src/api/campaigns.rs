@@ -42,9 +42,6 @@ use crate::store::campaigns::{
 use crate::store::devices::MAX_USER_ID_CHARS;
 use crate::store::notifications::Cursor;
 
-/// Campaigns per page: by default, and at most.
-const DEFAULT_PAGE: u32 = 50;
-const MAX_PAGE: u32 = 200;
 /// Inline user ids are written to COPY in chunks of about this many bytes.
 const CSV_CHUNK: usize = 64 * 1024;
 
@@ -397,21 +394,7 @@ async fn list(
     Query(q): Query<ListQuery>,
 ) -> Result<axum::Json<Page>, ApiError> {
     caller.require(Scope::Campaigns)?;
-    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            format!("limit must be between 1 and {MAX_PAGE}; got {limit}"),
-        )
-        .field("limit"));
-    }
-    let after =
-        match q.cursor.as_deref() {
-            None | Some("") => None,
-            Some(c) => Some(Cursor::decode(c).map_err(|e| {
-                ApiError::bad_request("invalid_cursor", e.to_string()).field("cursor")
-            })?),
-        };
+    let (limit, after) = super::extract::page(q.limit, q.cursor.as_deref())?;
     if let Some(app) = &q.app {
         caller.require_app(&state, app)?;
     }

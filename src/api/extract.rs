@@ -77,3 +77,31 @@ where
             })
     }
 }
+
+/// Items per page of a listing: by default, and at most.
+const DEFAULT_PAGE: u32 = 50;
+const MAX_PAGE: u32 = 200;
+
+/// A listing's `limit` and `cursor` query parameters, checked: every
+/// paginated route takes them the same way.
+pub fn page(
+    limit: Option<u32>,
+    cursor: Option<&str>,
+) -> Result<(u32, Option<crate::store::notifications::Cursor>), ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit must be between 1 and {MAX_PAGE}; got {limit}"),
+        )
+        .field("limit"));
+    }
+    let cursor =
+        match cursor {
+            None | Some("") => None,
+            Some(c) => Some(crate::store::notifications::Cursor::decode(c).map_err(|e| {
+                ApiError::bad_request("invalid_cursor", e.to_string()).field("cursor")
+            })?),
+        };
+    Ok((limit, cursor))
+}

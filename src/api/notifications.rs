@@ -32,14 +32,11 @@ use uuid::Uuid;
 use super::{ApiError, ApiState, Caller, Json, Path, Query, Scope};
 use crate::config::ApiSettings;
 use crate::model::{NotificationState, Priority};
-use crate::store::notifications::{self as outbox, Cursor, Enqueued, NewNotification, OutboxError};
+use crate::store::notifications::{self as outbox, Enqueued, NewNotification, OutboxError};
 use crate::store::status::{self, NotificationStatus, StatusError};
 
 /// The most notifications one batch request may carry.
 pub const MAX_BATCH: usize = 1_000;
-/// A user's notifications per page: by default, and at most.
-const DEFAULT_PAGE: u32 = 50;
-const MAX_PAGE: u32 = 200;
 /// Single enqueue statements that may run at once: while some run, the
 /// requests arriving queue up and go together in the next one.
 const CONCURRENT_WRITES: usize = 4;
@@ -580,21 +577,7 @@ async fn list_for_user(
     Query(q): Query<ListQuery>,
 ) -> Result<axum::Json<Page>, ApiError> {
     caller.require(Scope::Read)?;
-    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            format!("limit must be between 1 and {MAX_PAGE}; got {limit}"),
-        )
-        .field("limit"));
-    }
-    let cursor =
-        match q.cursor.as_deref() {
-            None | Some("") => None,
-            Some(c) => Some(Cursor::decode(c).map_err(|e| {
-                ApiError::bad_request("invalid_cursor", e.to_string()).field("cursor")
-            })?),
-        };
+    let (limit, cursor) = super::extract::page(q.limit, q.cursor.as_deref())?;
     let only;
     let apps = match q.app {
         Some(app) => {
