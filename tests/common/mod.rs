@@ -4,6 +4,8 @@
 
 pub mod api;
 #[cfg(feature = "mock")]
+pub mod browser;
+#[cfg(feature = "mock")]
 pub mod mock;
 
 use std::path::Path;
