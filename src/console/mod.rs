@@ -165,26 +165,35 @@ async fn stylesheet() -> Response {
 
 /// A form posted from another site is refused: browsers send `Origin` on
 /// every POST, so one that names another host is a cross-site request.
+/// Under `Referrer-Policy: no-referrer` Chromium sends `Origin: null` even
+/// for the console's own forms; such a POST passes only when the browser
+/// also says it came from this origin (`Sec-Fetch-Site`, which no page
+/// can set).
 async fn same_origin_posts(req: Request, next: Next) -> Response {
-    if req.method() == Method::POST {
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok());
-        let origin = req
-            .headers()
-            .get(header::ORIGIN)
-            .and_then(|o| o.to_str().ok());
-        if let Some(origin) = origin {
-            let origin_host = origin.split_once("://").map(|(_, rest)| rest);
-            if origin_host.is_none() || origin_host != host {
-                return problem(
-                    StatusCode::FORBIDDEN,
-                    "Refused",
-                    "This form was posted from another site; sign in from the console itself.",
-                );
-            }
-        }
+    if req.method() == Method::POST && !same_origin(req.headers()) {
+        return problem(
+            StatusCode::FORBIDDEN,
+            "Refused",
+            "This form was posted from another site; sign in from the console itself.",
+        );
     }
     next.run(req).await
+}
+
+fn same_origin(headers: &axum::http::HeaderMap) -> bool {
+    let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    let fetch_site = header("sec-fetch-site");
+    if fetch_site.is_some_and(|site| site != "same-origin") {
+        return false;
+    }
+    match header(header::ORIGIN.as_str()) {
+        // Not a browser's cross-site request (browsers send Origin on
+        // every POST): a script, curl, a test.
+        None => true,
+        Some("null") => fetch_site == Some("same-origin"),
+        Some(origin) => {
+            let origin_host = origin.split_once("://").map(|(_, rest)| rest);
+            origin_host.is_some() && origin_host == header(header::HOST.as_str())
+        }
+    }
 }

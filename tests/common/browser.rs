@@ -257,30 +257,43 @@ impl Browser {
     /// Clicks the element matching `css` and waits for the page it leads
     /// to to finish loading.
     pub async fn click(&self, css: &str) {
-        let before = self.client.current_url().await.expect("current url");
+        let before = self.path().await;
+        let element = match self.client.find(Locator::Css(css)).await {
+            Ok(element) => element,
+            Err(e) => panic!("no `{css}` on {before}: {e}"),
+        };
+        // The old document carries a mark the new one will not: the click
+        // may return before the navigation it starts has even begun, and
+        // a form may post back to the same URL.
         self.client
-            .find(Locator::Css(css))
+            .execute("window.__pushrelayOldPage = true", vec![])
             .await
-            .unwrap_or_else(|e| panic!("no `{css}` on {before}: {e}"))
+            .expect("mark the page");
+        element
             .click()
             .await
             .unwrap_or_else(|e| panic!("click `{css}` on {before}: {e}"));
-        self.loaded().await;
+        self.new_page_loaded(&before).await;
     }
 
-    /// Waits until the document is complete (after a form submission the
-    /// WebDriver click may return before the new page is in).
-    pub async fn loaded(&self) {
+    /// Waits until the marked page is gone and the new one is complete.
+    async fn new_page_loaded(&self, before: &str) {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let state = self
                 .client
-                .execute("return document.readyState", vec![])
+                .execute(
+                    "return window.__pushrelayOldPage ? 'old' : document.readyState",
+                    vec![],
+                )
                 .await;
             if matches!(state, Ok(ref s) if s == "complete") {
                 return;
             }
-            assert!(Instant::now() < deadline, "the page never finished loading");
+            assert!(
+                Instant::now() < deadline,
+                "no new page loaded after a click on {before} ({state:?})"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
