@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod notifications;
 pub mod quota;
 pub mod receipts;
+pub mod search;
 pub mod status;
 pub mod users;
 pub mod workers;
@@ -46,6 +47,7 @@ pub fn statements() -> impl Iterator<Item = (&'static str, &'static str)> {
         status::STATEMENTS,
         metrics::STATEMENTS,
         receipts::STATEMENTS,
+        search::STATEMENTS,
         users::STATEMENTS,
         &[
             ("schema/has_migrations", HAS_MIGRATIONS),
