@@ -19,6 +19,7 @@ pub mod notifications;
 pub mod quota;
 pub mod receipts;
 pub mod search;
+pub mod sessions;
 pub mod status;
 pub mod users;
 pub mod workers;
@@ -48,6 +49,7 @@ pub fn statements() -> impl Iterator<Item = (&'static str, &'static str)> {
         metrics::STATEMENTS,
         receipts::STATEMENTS,
         search::STATEMENTS,
+        sessions::STATEMENTS,
         users::STATEMENTS,
         &[
             ("schema/has_migrations", HAS_MIGRATIONS),
