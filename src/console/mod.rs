@@ -15,7 +15,9 @@
 mod notification;
 mod render;
 mod session;
+pub mod timeline;
 mod user;
+pub mod verdict;
 
 use std::sync::Arc;
 

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod notifications;
 pub mod quota;
 pub mod receipts;
+pub mod search;
 pub mod sessions;
 pub mod status;
 pub mod users;
@@ -47,6 +48,7 @@ pub fn statements() -> impl Iterator<Item = (&'static str, &'static str)> {
         status::STATEMENTS,
         metrics::STATEMENTS,
         receipts::STATEMENTS,
+        search::STATEMENTS,
         sessions::STATEMENTS,
         users::STATEMENTS,
         &[
