@@ -14,6 +14,7 @@
 
 mod notification;
 mod render;
+mod search;
 mod session;
 pub mod timeline;
 mod user;
@@ -116,6 +117,7 @@ pub fn router() -> Router<Arc<ApiState>> {
             get(session::form).post(session::sign_in),
         )
         .route("/console/sign-out", post(session::sign_out))
+        .route("/console/search", get(search::page))
         .route("/console/users/{user_id}", get(user::page))
         .route("/console/notifications/{id}", get(notification::page))
         .route("/console/assets/console.css", get(stylesheet))

@@ -24,6 +24,7 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("templates/notification.html"),
     ),
     ("macros.html", include_str!("templates/macros.html")),
+    ("search.html", include_str!("templates/search.html")),
 ];
 
 static PAGES: LazyLock<Environment<'static>> = LazyLock::new(|| {
