@@ -14,6 +14,7 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod content;
 #[cfg(feature = "mock")]
 pub mod mock;

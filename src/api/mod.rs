@@ -28,9 +28,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::{HeaderName, StatusCode};
+use axum::http::{HeaderName, StatusCode, Uri};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -132,30 +132,49 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub fn router(state: Arc<ApiState>) -> Router {
     let limit = state.settings.api.max_body_bytes;
+    let console = state.settings.console.enabled;
     Router::new()
         .merge(notifications::routes())
         .merge(devices::routes())
         .merge(receipts::routes())
         .merge(campaigns::routes())
         .merge(health::routes())
+        .merge(if console {
+            crate::console::router()
+        } else {
+            Router::new()
+        })
         .route_layer(middleware::from_fn(observe))
-        .fallback(|| async {
+        .fallback(move |uri: Uri| async move {
+            if console && is_console(&uri) {
+                return crate::console::not_found();
+            }
             ApiError::not_found(
                 "no_such_route",
                 "there is no such route; openapi.yaml lists every route of the API",
             )
+            .into_response()
         })
-        .method_not_allowed_fallback(|| async {
+        .method_not_allowed_fallback(move |uri: Uri| async move {
+            if console && is_console(&uri) {
+                return crate::console::method_not_allowed();
+            }
             ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 "this route does not take that method; openapi.yaml lists the methods of each route",
             )
+            .into_response()
         })
         .layer(DefaultBodyLimit::max(limit))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
         .with_state(state)
+}
+
+/// The support console's pages answer in HTML, the API in JSON.
+fn is_console(uri: &Uri) -> bool {
+    uri.path() == "/console" || uri.path().starts_with("/console/")
 }
 
 /// The answer to a body over `api.max_body_bytes`.

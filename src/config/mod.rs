@@ -51,6 +51,7 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     pub api: ApiSettings,
     pub campaigns: CampaignSettings,
+    pub console: ConsoleSettings,
     #[cfg(feature = "mock")]
     pub mock: MockSettings,
     /// Without the mock servers built in, their `[mock]` table (as in the
@@ -333,6 +334,42 @@ impl CampaignSettings {
     }
 }
 
+/// `[console]`: the support console, served with the API under
+/// `/console/` (README, "Support console").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleSettings {
+    /// Serve the console where the API is served.
+    pub enabled: bool,
+    /// The support team's time zone (IANA name): every time on the
+    /// console's pages is shown in it, with its abbreviation.
+    pub timezone: String,
+    /// A sign-in lasts this long (a support shift), however active.
+    pub session_hours: u32,
+}
+
+impl Default for ConsoleSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            timezone: "UTC".into(),
+            session_hours: 12,
+        }
+    }
+}
+
+impl ConsoleSettings {
+    /// The configured zone; UTC when the name is not one (which
+    /// [`Settings::validate`] refuses before the daemon starts).
+    pub fn tz(&self) -> chrono_tz::Tz {
+        self.timezone.parse().unwrap_or(chrono_tz::UTC)
+    }
+
+    pub fn session(&self) -> Duration {
+        Duration::from_secs(u64::from(self.session_hours) * 3600)
+    }
+}
+
 impl ApiSettings {
     pub fn key_cache(&self) -> Duration {
         Duration::from_secs(self.key_cache_secs)
@@ -453,6 +490,18 @@ impl Settings {
                     .into_iter()
                     .map(|p| format!("{name}: {p}")),
             );
+        }
+        if self.console.timezone.parse::<chrono_tz::Tz>().is_err() {
+            problems.push(format!(
+                "console.timezone is {:?}, which is not an IANA time zone; use a name like \"Europe/Berlin\" or \"UTC\"",
+                self.console.timezone
+            ));
+        }
+        if !(1..=168).contains(&self.console.session_hours) {
+            problems.push(format!(
+                "console.session_hours is {}; use 1 to 168 (a week): how long a console sign-in lasts",
+                self.console.session_hours
+            ));
         }
         if !matches!(self.telemetry.format.as_str(), "pretty" | "json") {
             problems.push(format!(

@@ -19,6 +19,7 @@ pub mod notifications;
 pub mod overview;
 pub mod quota;
 pub mod receipts;
+pub mod sessions;
 pub mod status;
 pub mod users;
 pub mod workers;
@@ -47,6 +48,7 @@ pub fn statements() -> impl Iterator<Item = (&'static str, &'static str)> {
         status::STATEMENTS,
         metrics::STATEMENTS,
         receipts::STATEMENTS,
+        sessions::STATEMENTS,
         users::STATEMENTS,
         overview::STATEMENTS,
         &[

@@ -1,0 +1,190 @@
+//! The support console: web pages, served under `/console/` by the same
+//! listener as the API, that answer "did this customer get it, and if not,
+//! why" without a shell — search, a user's devices and notifications, a
+//! notification's timeline with a verdict in plain words, and an overview
+//! of the queues, outcomes and paused providers.
+//!
+//! Pages are rendered on the server from templates compiled into the
+//! binary; the browser gets HTML and one stylesheet, no script. Every
+//! response carries a strict Content-Security-Policy (nothing but this
+//! origin's stylesheet may load, no framing, forms post only here), and a
+//! POST from another origin is refused: together with the SameSite=Strict
+//! cookie that is the console's defence against cross-site requests.
+//! Nothing can be changed from the console but the viewer's own session.
+
+mod notification;
+mod render;
+mod session;
+mod user;
+
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use minijinja::context;
+
+pub use self::session::Viewer;
+use crate::api::ApiState;
+
+/// No script, no frames, no other origin; forms post only here.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
+     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+const STYLESHEET: &str = include_str!("assets/console.css");
+
+/// What a console page could not do.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    /// Also what another app's notification or user answers: a key
+    /// limited to some apps learns nothing of the others.
+    #[error("{0}")]
+    NotFound(String),
+    #[error("the database failed: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<crate::store::sessions::SessionError> for ConsoleError {
+    fn from(e: crate::store::sessions::SessionError) -> Self {
+        match e {
+            crate::store::sessions::SessionError::Database(db) => ConsoleError::Database(db),
+            other => ConsoleError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::api::ApiError> for ConsoleError {
+    fn from(e: crate::api::ApiError) -> Self {
+        ConsoleError::Internal(format!("{e:?}"))
+    }
+}
+
+impl IntoResponse for ConsoleError {
+    fn into_response(self) -> Response {
+        let (status, title, message) = match &self {
+            ConsoleError::NotFound(what) => (StatusCode::NOT_FOUND, "Not found", what.clone()),
+            ConsoleError::Database(e) => {
+                tracing::warn!(error = %e, "a console page failed: database");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Database unavailable",
+                    "The database did not answer; try again in a moment. If this persists, \
+                     the operators should check /readyz and the daemon's log."
+                        .into(),
+                )
+            }
+            ConsoleError::Internal(e) => {
+                tracing::error!(error = %e, "a console page failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something failed",
+                    "This page failed; the daemon's log says why.".into(),
+                )
+            }
+        };
+        problem(status, title, &message)
+    }
+}
+
+/// A page that says what went wrong (no session needed to read it).
+fn problem(status: StatusCode, title: &str, message: &str) -> Response {
+    render::page(
+        status,
+        "problem.html",
+        chrono_tz::UTC,
+        context! { title, message, viewer => () },
+    )
+}
+
+/// The console's routes (full paths under `/console`, merged into the
+/// API's router; the API's fallback answers unknown `/console/…` paths
+/// with [`not_found`]).
+pub fn router() -> Router<Arc<ApiState>> {
+    let home = || async { Redirect::to("/console/overview") };
+    Router::new()
+        .route("/console", get(home))
+        .route("/console/", get(home))
+        .route(
+            "/console/sign-in",
+            get(session::form).post(session::sign_in),
+        )
+        .route("/console/sign-out", post(session::sign_out))
+        .route("/console/users/{user_id}", get(user::page))
+        .route("/console/notifications/{id}", get(notification::page))
+        .route("/console/assets/console.css", get(stylesheet))
+        .layer(middleware::from_fn(same_origin_posts))
+        .layer(middleware::map_response(|r| async { secure(r) }))
+}
+
+/// The answer to a console path that is no page.
+pub fn not_found() -> Response {
+    secure(problem(
+        StatusCode::NOT_FOUND,
+        "Not found",
+        "There is no such console page. Start from the overview or search.",
+    ))
+}
+
+/// The answer to a method a console page does not take (everything is
+/// read-only but signing in and out).
+pub fn method_not_allowed() -> Response {
+    secure(problem(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Not allowed",
+        "This console page cannot be changed; the console only reads.",
+    ))
+}
+
+/// The security headers every console response carries.
+fn secure(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-store"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+async fn stylesheet() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        STYLESHEET,
+    )
+        .into_response()
+}
+
+/// A form posted from another site is refused: browsers send `Origin` on
+/// every POST, so one that names another host is a cross-site request.
+async fn same_origin_posts(req: Request, next: Next) -> Response {
+    if req.method() == Method::POST {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok());
+        let origin = req
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|o| o.to_str().ok());
+        if let Some(origin) = origin {
+            let origin_host = origin.split_once("://").map(|(_, rest)| rest);
+            if origin_host.is_none() || origin_host != host {
+                return problem(
+                    StatusCode::FORBIDDEN,
+                    "Refused",
+                    "This form was posted from another site; sign in from the console itself.",
+                );
+            }
+        }
+    }
+    next.run(req).await
+}

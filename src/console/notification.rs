@@ -1,0 +1,43 @@
+//! A notification's page: what was asked, what happened on each device
+//! attempt by attempt (the provider's answer, how long it took, when the
+//! next try is due) and what the app reported back.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use minijinja::context;
+use uuid::Uuid;
+
+use super::render::page as render;
+use super::{ConsoleError, Viewer};
+use crate::api::ApiState;
+use crate::store::status::{self, StatusError};
+
+pub async fn page(
+    State(state): State<Arc<ApiState>>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Result<Response, ConsoleError> {
+    let missing = || {
+        ConsoleError::NotFound(format!(
+            "No notification {id:?} in the apps this key can see."
+        ))
+    };
+    let Ok(uuid) = Uuid::parse_str(id.trim()) else {
+        return Err(missing());
+    };
+    let n = match status::load(&state.pool, uuid).await {
+        Ok(n) if viewer.can_see(&n.app) => n,
+        Ok(_) | Err(StatusError::NotFound(_)) => return Err(missing()),
+        Err(StatusError::Database(e)) => return Err(ConsoleError::Database(e)),
+        Err(e) => return Err(ConsoleError::Internal(e.to_string())),
+    };
+    Ok(render(
+        StatusCode::OK,
+        "notification.html",
+        state.settings.console.tz(),
+        context! { viewer => viewer.context(), n, verdict => "", timeline => Vec::<()>::new() },
+    ))
+}

@@ -1,0 +1,1 @@
+DELETE FROM pushrelay.console_sessions WHERE secret_sha256 = $1

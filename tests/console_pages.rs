@@ -1,0 +1,170 @@
+//! The support console's pages over real HTTP against a real database:
+//! a user's notifications paged newest first, and keys limited to an app
+//! seeing nothing of another app's users and notifications.
+
+mod common;
+
+use common::api::{key, spawn, TestApi};
+use common::*;
+use pushrelay::config::{AppSettings, ProviderSettings};
+use pushrelay::model::Platform;
+use reqwest::StatusCode;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// A browser-like session: the console cookie, no redirects followed.
+struct Session {
+    client: reqwest::Client,
+    cookie: String,
+}
+
+/// Signs in with `key`.
+async fn signed_in(api: &TestApi, key: &str) -> Session {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = client
+        .post(api.url("/console/sign-in"))
+        .form(&[("key", key), ("next", "/console/overview")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "sign-in");
+    let cookie = res.headers()["set-cookie"].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    Session { client, cookie }
+}
+
+async fn get(session: &Session, api: &TestApi, path: &str) -> (StatusCode, String) {
+    let res = session
+        .client
+        .get(api.url(path))
+        .header("cookie", &session.cookie)
+        .send()
+        .await
+        .unwrap();
+    (res.status(), res.text().await.unwrap())
+}
+
+/// Notifications to `user`, one statement each so they are created in
+/// order, titled `n01`, `n02`, …
+async fn notify(pool: &PgPool, app: &str, user: &str, n: usize) -> Vec<Uuid> {
+    let mut ids = Vec::new();
+    for i in 1..=n {
+        let id: Uuid = sqlx::query_scalar(
+            "INSERT INTO pushrelay.notifications (app, user_id, title, body, send_at)
+             VALUES ($1, $2, $3, 'hello', now() + interval '1 day') RETURNING id",
+        )
+        .bind(app)
+        .bind(user)
+        .bind(format!("n{i:02}"))
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        ids.push(id);
+    }
+    ids
+}
+
+/// The titles of the notifications table's rows, in page order.
+fn titles(page: &str) -> Vec<String> {
+    let table = &page[page
+        .find("id=\"notifications\"")
+        .expect("notifications table")..];
+    let table = &table[..table.find("</table>").unwrap()];
+    table
+        .split("\">n")
+        .skip(1)
+        .map(|s| format!("n{}", &s[..2]))
+        .collect()
+}
+
+#[sqlx::test(migrator = "pushrelay::store::MIGRATOR")]
+async fn a_users_notifications_are_paged_newest_first(pool: PgPool) {
+    let api = spawn(&pool, settings()).await;
+    add_device(&pool, "pat", Platform::Ios, &ios_token("a1", 1)).await;
+    notify(&pool, APP, "pat", 30).await;
+    let client = signed_in(&api, &key(&pool, &["read"], None).await).await;
+
+    let (status, first) = get(&client, &api, "/console/users/pat").await;
+    assert_eq!(status, StatusCode::OK);
+    let want: Vec<String> = (6..=30).rev().map(|i| format!("n{i:02}")).collect();
+    assert_eq!(titles(&first), want);
+    assert!(first.contains("iOS"), "the device is listed");
+
+    let href = first
+        .split("rel=\"next\" href=\"")
+        .nth(1)
+        .expect("a link to older notifications")
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (status, second) = get(&client, &api, &href).await;
+    assert_eq!(status, StatusCode::OK);
+    let want: Vec<String> = (1..=5).rev().map(|i| format!("n{i:02}")).collect();
+    assert_eq!(titles(&second), want);
+    assert!(
+        !second.contains("rel=\"next\""),
+        "the last page links no further"
+    );
+
+    let (status, page) = get(&client, &api, "/console/users/pat?cursor=not-a-cursor").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(page.contains("link is damaged"), "{page}");
+}
+
+#[sqlx::test(migrator = "pushrelay::store::MIGRATOR")]
+async fn a_key_for_another_app_sees_nothing_of_this_one(pool: PgPool) {
+    let mut s = settings();
+    s.apps.insert(
+        "shop".into(),
+        AppSettings {
+            default_locale: "en".into(),
+            quiet_hours: None,
+            ios: Some(ProviderSettings::Simulator),
+            android: None,
+        },
+    );
+    let api = spawn(&pool, s).await;
+    add_device(&pool, "pat", Platform::Ios, &ios_token("a1", 1)).await;
+    let id = notify(&pool, APP, "pat", 1).await[0];
+
+    let shop = signed_in(&api, &key(&pool, &["read"], Some(&["shop"])).await).await;
+    let (status, page) = get(&shop, &api, "/console/users/pat").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(page.contains("No user") && !page.contains("n01"), "{page}");
+    let (status, page) = get(&shop, &api, &format!("/console/notifications/{id}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        page.contains("No notification") && !page.contains("n01"),
+        "{page}"
+    );
+
+    let bank = signed_in(&api, &key(&pool, &["read"], Some(&[APP])).await).await;
+    let (status, page) = get(&bank, &api, &format!("/console/notifications/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("n01"), "{page}");
+}
+
+#[sqlx::test(migrator = "pushrelay::store::MIGRATOR")]
+async fn a_key_without_the_read_scope_cannot_sign_in(pool: PgPool) {
+    let api = spawn(&pool, settings()).await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let send_only = key(&pool, &["send"], None).await;
+    let res = client
+        .post(api.url("/console/sign-in"))
+        .form(&[("key", send_only.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert!(res.headers().get("set-cookie").is_none(), "no session");
+    let page = res.text().await.unwrap();
+    assert!(page.contains("lacks the read scope"), "{page}");
+    assert!(!page.contains(&send_only), "the key is never echoed");
+}
