@@ -4,17 +4,18 @@
 //! the completer — must equal what the attempts table says; the queue,
 //! the outbox, paused providers and campaigns are read from rows the test
 //! sets up. Also the rescuer's `lost` tries, and the cleaner's retention
-//! of the counts and of console sessions.
+//! of the counts and of console sessions; and the page itself over HTTP.
 
 mod common;
 
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
+use common::api::{key, spawn, TestApi};
 use common::*;
 use pushrelay::config::{AppSettings, ProviderSettings, Settings};
 use pushrelay::model::{AttemptOutcome, DeliveryState, Environment, Platform};
-use pushrelay::store::campaigns::{self, CampaignState, Content, NewCampaign, Segment};
+use pushrelay::store::campaigns::{self, CampaignState, Content, NewCampaign, Schedule, Segment};
 use pushrelay::store::deliveries::{self, Completion, Receipt, Undo};
 use pushrelay::store::devices::{self, NewDevice};
 use pushrelay::store::holds::{self, Hold};
@@ -22,6 +23,7 @@ use pushrelay::store::overview::{self, Failure, OutcomeCount, Overview};
 use pushrelay::store::workers;
 use pushrelay::worker::campaigns::context;
 use pushrelay::worker::maintenance::cleaner;
+use reqwest::StatusCode;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -325,12 +327,12 @@ async fn the_overview_counts_what_the_attempts_say_per_app_and_keeps_apps_apart(
     assert_eq!(apps_in(&o.only(None)), [APP, SHOP]);
 }
 
-#[sqlx::test(migrations = false)]
-async fn the_overview_shows_overdue_deliveries_the_outbox_and_paused_providers(
-    _: PgPoolOptions,
-    opts: PgConnectOptions,
-) {
-    let pool = pool(&opts).await;
+/// A bank user's overdue iPhone delivery (3 min), one due in 10 min, an
+/// Android one being sent; two notifications due but not fanned out and
+/// one for tomorrow; the bank's iOS provider paused. No daemon runs, so
+/// it all stays as it is.
+async fn backlog(pool: &PgPool) {
+    let pool = pool.clone();
     let phone = device(&pool, APP, "u1", Platform::Ios, &ios_token("00", 1)).await;
     let tablet = device(&pool, APP, "u1", Platform::Ios, &ios_token("00", 2)).await;
     let android = device(&pool, APP, "u1", Platform::Android, "android-token-u1").await;
@@ -390,7 +392,15 @@ async fn the_overview_shows_overdue_deliveries_the_outbox_and_paused_providers(
     )
     .await
     .unwrap();
+}
 
+#[sqlx::test(migrations = false)]
+async fn the_overview_shows_overdue_deliveries_the_outbox_and_paused_providers(
+    _: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let pool = pool(&opts).await;
+    backlog(&pool).await;
     let o = overview::load(&pool).await.expect("load the overview");
 
     let ios = o
@@ -564,5 +574,185 @@ async fn the_cleaner_drops_week_old_counts_and_expired_sessions(
     assert_eq!(
         count(&pool, "SELECT count(*) FROM pushrelay.console_sessions").await,
         1
+    );
+}
+
+/// Signs in with `key` as a browser would; the session's cookie.
+async fn sign_in(api: &TestApi, key: &str) -> String {
+    let res = no_redirects()
+        .post(api.url("/console/sign-in"))
+        .form(&[("key", key), ("next", "/console/overview")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "sign-in");
+    let cookie = res.headers()["set-cookie"].to_str().unwrap();
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn overview_page(api: &TestApi, cookie: &str) -> String {
+    let res = no_redirects()
+        .get(api.url("/console/overview"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    res.text().await.unwrap()
+}
+
+/// The text of the table with `id`, tags removed and spaces collapsed.
+fn table_text(page: &str, id: &str) -> String {
+    let from = page
+        .find(&format!("<table id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no table {id}: {page}"));
+    let html = &page[from..];
+    let html = &html[..html.find("</table>").unwrap()];
+    let mut text = String::new();
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => {
+                in_tag = true;
+                text.push(' ');
+            }
+            '>' => in_tag = false,
+            c if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    [
+        ("&lt;", "<"),
+        ("&gt;", ">"),
+        ("&quot;", "\""),
+        ("&#x27;", "'"),
+        ("&#x2f;", "/"),
+        ("&amp;", "&"),
+    ]
+    .iter()
+    .fold(text, |t, (entity, c)| t.replace(entity, c))
+}
+
+#[sqlx::test(migrator = "pushrelay::store::MIGRATOR")]
+async fn the_overview_page_shows_the_numbers_to_a_signed_in_viewer_of_the_app(pool: PgPool) {
+    let s = two_apps();
+    let api = spawn(&pool, s.clone()).await;
+    let res = no_redirects()
+        .get(api.url("/console/overview"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "no session: sign in");
+
+    backlog(&pool).await;
+    // The last hour's tries as the completer would have counted them.
+    sqlx::query(
+        "INSERT INTO pushrelay.attempt_counts (minute, app, platform, outcome, reason, count)
+         VALUES (date_trunc('minute', now()), 'bank', 'ios', 'delivered', 'none', 45),
+                (date_trunc('minute', now()) - interval '20 minutes', 'bank', 'ios', 'delivered', 'none', 5),
+                (date_trunc('minute', now()), 'bank', 'ios', 'token_dead', 'Unregistered', 7),
+                (date_trunc('minute', now()), 'bank', 'ios', 'transient', 'ServiceUnavailable', 3),
+                (date_trunc('minute', now()) - interval '2 hours', 'bank', 'ios', 'transient', 'timeout', 99),
+                (date_trunc('minute', now()), 'shop', 'android', 'delivered', 'none', 11)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    device(&pool, SHOP, "s1", Platform::Ios, &ios_token("01", 1)).await;
+    let (campaign, _) = campaigns::create(
+        &pool,
+        &context(&s),
+        &[APP.into(), SHOP.into()],
+        &NewCampaign {
+            app: SHOP.into(),
+            name: "<b>winter</b> sale".into(),
+            content: Content {
+                body: Some("20% off".into()),
+                ..Content::default()
+            },
+            segment: Segment {
+                all: true,
+                ..Segment::default()
+            },
+            schedule: Schedule {
+                at: Some(Utc::now() + Duration::hours(2)),
+                ..Schedule::default()
+            },
+            ..NewCampaign::default()
+        },
+        Utc::now(),
+    )
+    .await
+    .expect("create campaign");
+
+    let bank = sign_in(&api, &key(&pool, &["read"], Some(&[APP])).await).await;
+    let page = overview_page(&api, &bank).await;
+    assert!(page.contains("<h1>Overview</h1>"), "{page}");
+    let holds = table_text(&page, "holds");
+    assert!(
+        holds.contains(
+            "bank iOS production ‖ paused : the provider rejected the app's setup \
+             InvalidProviderToken check the APNs key id and team id"
+        ) && holds.contains("(in "),
+        "{holds}"
+    );
+    let queue = table_text(&page, "queue");
+    assert!(
+        queue.contains("bank iOS 1 3 min 1 0") && queue.contains("bank Android 0 nothing due 0 1"),
+        "{queue}"
+    );
+    assert!(
+        table_text(&page, "outbox").contains("bank 2 2 min 1"),
+        "{}",
+        table_text(&page, "outbox")
+    );
+    let outcomes = table_text(&page, "outcomes");
+    assert!(
+        outcomes.contains("bank iOS 60 50 (83.3 %) 3 7 0 0 0"),
+        "the 2-hour-old timeouts are not in the last hour: {outcomes}"
+    );
+    assert!(!outcomes.contains("shop"), "{outcomes}");
+    let failures = table_text(&page, "failures");
+    assert!(
+        failures.contains("Unregistered ✗ token dead bank iOS 7")
+            && failures.contains("ServiceUnavailable ↻ transient error bank iOS 3")
+            && failures.find("Unregistered") < failures.find("ServiceUnavailable")
+            && !failures.contains("timeout"),
+        "{failures}"
+    );
+    assert!(
+        page.contains("id=\"campaigns-none\""),
+        "not the bank's campaign"
+    );
+
+    let shop = sign_in(&api, &key(&pool, &["read"], Some(&[SHOP])).await).await;
+    let page = overview_page(&api, &shop).await;
+    assert!(page.contains("id=\"holds-none\"") && page.contains("id=\"queue-none\""));
+    assert!(!page.contains("InvalidProviderToken"));
+    assert!(table_text(&page, "outcomes").contains("shop Android 11 11 (100.0 %)"));
+    assert!(page.contains("id=\"failures-none\""));
+    let campaigns = table_text(&page, "campaigns");
+    assert!(
+        campaigns.contains(&format!(
+            "<b>winter</b> sale {} shop … scheduled",
+            campaign.id
+        )),
+        "the name is escaped text: {campaigns}"
+    );
+    assert!(
+        page.contains("&lt;b&gt;winter&lt;&#x2f;b&gt; sale")
+            || page.contains("&lt;b&gt;winter&lt;/b&gt; sale")
+    );
+    assert!(
+        page.contains("<progress max=\"100\" value=\"0.0\">"),
+        "{page}"
     );
 }
