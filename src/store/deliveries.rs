@@ -134,7 +134,8 @@ pub struct Invalidation {
     pub since: Option<DateTime<Utc>>,
 }
 
-/// Writes a batch of results in one transaction. Returns how many
+/// Writes a batch of results in one transaction, with its tries added to
+/// the per-minute outcome counts (`attempt_counts`). Returns how many
 /// deliveries were still leased to `worker` (the others were taken over
 /// by another process, whose result stands).
 #[tracing::instrument(skip_all, fields(batch = batch.len()))]
@@ -175,6 +176,7 @@ pub async fn write_results(
         .rows_affected();
 
     let m = batch.iter().filter(|c| c.receipt.is_some()).count();
+    let mut kept_lost = None;
     if m > 0 {
         let mut delivery = Vec::with_capacity(m);
         let mut number = Vec::with_capacity(m);
@@ -224,7 +226,7 @@ pub async fn write_results(
         // A try the rescuer already recorded (and counted) as `lost` keeps
         // that receipt; counting ours too would count the try twice. Only
         // after a rescue, so the look-up is off the usual path.
-        let kept_lost: Vec<i64> = if inserted < m as u64 {
+        kept_lost = Some(if inserted < m as u64 {
             sqlx::query_scalar(LOST_RECEIPTS)
                 .bind(&delivery)
                 .bind(&number)
@@ -232,8 +234,7 @@ pub async fn write_results(
                 .await?
         } else {
             Vec::new()
-        };
-        count_attempts(&mut tx, batch, &kept_lost).await?;
+        });
     }
 
     let dead: Vec<&Invalidation> = batch.iter().filter_map(|c| c.invalidate.as_ref()).collect();
@@ -247,6 +248,11 @@ pub async fn write_results(
             .bind(&since)
             .execute(&mut *tx)
             .await?;
+    }
+    // Last: every process's batches add to the same few rows (this
+    // minute's deliveries), whose locks are then held only until commit.
+    if let Some(skip) = kept_lost {
+        count_attempts(&mut tx, batch, &skip).await?;
     }
     tx.commit().await?;
     Ok(updated)
