@@ -161,6 +161,25 @@ async fn a_campaign_is_created_read_and_followed_to_the_end(
     .await;
     stop(running).await;
 
+    // Support's view of each of its notifications names the campaign.
+    let one: String = sqlx::query_scalar(&format!(
+        "SELECT id::text FROM pushrelay.notifications WHERE campaign_id = '{id}' LIMIT 1"
+    ))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let (status, view) = call(
+        &api,
+        &admin,
+        Method::GET,
+        &format!("/v1/notifications/{one}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["campaign_id"], id);
+    assert_eq!(view["campaign_name"], "autumn savings");
+
     let (_, shown) = call(&api, &admin, Method::GET, &location, None).await;
     assert_eq!(shown["state"], "completed");
     let progress = &shown["progress"];

@@ -86,6 +86,9 @@ pub fn render_table(n: &NotificationStatus) -> String {
             .map(|r| format!(" — {r}"))
             .unwrap_or_default()
     );
+    if let Some(name) = &n.campaign_name {
+        let _ = writeln!(out, "  campaign: {name}");
+    }
     let expires = match n.ttl_seconds {
         0 => "now or never (ttl 0: one try, at once)".to_owned(),
         _ => ts(n.expires_at),

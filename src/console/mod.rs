@@ -16,7 +16,9 @@ mod notification;
 mod overview;
 mod render;
 mod session;
+pub mod timeline;
 mod user;
+pub mod verdict;
 
 use std::sync::Arc;
 

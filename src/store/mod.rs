@@ -19,6 +19,7 @@ pub mod notifications;
 pub mod overview;
 pub mod quota;
 pub mod receipts;
+pub mod search;
 pub mod sessions;
 pub mod status;
 pub mod users;
@@ -48,6 +49,7 @@ pub fn statements() -> impl Iterator<Item = (&'static str, &'static str)> {
         status::STATEMENTS,
         metrics::STATEMENTS,
         receipts::STATEMENTS,
+        search::STATEMENTS,
         sessions::STATEMENTS,
         users::STATEMENTS,
         overview::STATEMENTS,

@@ -58,6 +58,9 @@ pub struct NotificationStatus {
     pub ttl_seconds: i32,
     pub fanned_out_at: Option<DateTime<Utc>>,
     pub cancelled_at: Option<DateTime<Utc>>,
+    /// The campaign that sent it, if one did.
+    pub campaign_id: Option<Uuid>,
+    pub campaign_name: Option<String>,
     /// Deliveries whose device reported the notification received,
     /// displayed, opened (the device receipts), counted from the
     /// deliveries' own receipts below.
@@ -98,6 +101,8 @@ impl NotificationStatus {
             ttl_seconds,
             fanned_out_at: None,
             cancelled_at: None,
+            campaign_id: None,
+            campaign_name: None,
             received: 0,
             displayed: 0,
             opened: 0,
