@@ -641,8 +641,12 @@ fn table_text(page: &str, id: &str) -> String {
     .fold(text, |t, (entity, c)| t.replace(entity, c))
 }
 
-#[sqlx::test(migrator = "pushrelay::store::MIGRATOR")]
-async fn the_overview_page_shows_the_numbers_to_a_signed_in_viewer_of_the_app(pool: PgPool) {
+#[sqlx::test(migrations = false)]
+async fn the_overview_page_shows_the_numbers_to_a_signed_in_viewer_of_the_app(
+    _: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let pool = pool(&opts).await;
     let s = two_apps();
     let api = spawn(&pool, s.clone()).await;
     let res = no_redirects()
