@@ -9,6 +9,7 @@ use common::*;
 use pushrelay::config::{AppSettings, ProviderSettings};
 use pushrelay::model::Platform;
 use reqwest::StatusCode;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -80,8 +81,9 @@ fn titles(page: &str) -> Vec<String> {
         .collect()
 }
 
-#[sqlx::test(migrator = "pushrelay::store::MIGRATOR")]
-async fn a_users_notifications_are_paged_newest_first(pool: PgPool) {
+#[sqlx::test(migrations = false)]
+async fn a_users_notifications_are_paged_newest_first(_: PgPoolOptions, opts: PgConnectOptions) {
+    let pool = pool(&opts).await;
     let api = spawn(&pool, settings()).await;
     add_device(&pool, "pat", Platform::Ios, &ios_token("a1", 1)).await;
     notify(&pool, APP, "pat", 30).await;
@@ -115,8 +117,9 @@ async fn a_users_notifications_are_paged_newest_first(pool: PgPool) {
     assert!(page.contains("link is damaged"), "{page}");
 }
 
-#[sqlx::test(migrator = "pushrelay::store::MIGRATOR")]
-async fn a_key_for_another_app_sees_nothing_of_this_one(pool: PgPool) {
+#[sqlx::test(migrations = false)]
+async fn a_key_for_another_app_sees_nothing_of_this_one(_: PgPoolOptions, opts: PgConnectOptions) {
+    let pool = pool(&opts).await;
     let mut s = settings();
     s.apps.insert(
         "shop".into(),
@@ -148,8 +151,9 @@ async fn a_key_for_another_app_sees_nothing_of_this_one(pool: PgPool) {
     assert!(page.contains("n01"), "{page}");
 }
 
-#[sqlx::test(migrator = "pushrelay::store::MIGRATOR")]
-async fn a_key_without_the_read_scope_cannot_sign_in(pool: PgPool) {
+#[sqlx::test(migrations = false)]
+async fn a_key_without_the_read_scope_cannot_sign_in(_: PgPoolOptions, opts: PgConnectOptions) {
+    let pool = pool(&opts).await;
     let api = spawn(&pool, settings()).await;
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

@@ -13,7 +13,9 @@
 //! Nothing can be changed from the console but the viewer's own session.
 
 mod notification;
+mod overview;
 mod render;
+mod search;
 mod session;
 pub mod timeline;
 mod user;
@@ -116,6 +118,11 @@ pub fn router() -> Router<Arc<ApiState>> {
             get(session::form).post(session::sign_in),
         )
         .route("/console/sign-out", post(session::sign_out))
+        .route("/console/search", get(search::page))
+        .route(
+            "/console/overview",
+            get(overview::page).layer(axum::Extension(overview::Cache::new())),
+        )
         .route("/console/users/{user_id}", get(user::page))
         .route("/console/notifications/{id}", get(notification::page))
         .route("/console/assets/console.css", get(stylesheet))

@@ -7,10 +7,13 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use chrono::Utc;
 use minijinja::context;
 use uuid::Uuid;
 
 use super::render::page as render;
+use super::timeline::{attempts, timeline};
+use super::verdict::verdict;
 use super::{ConsoleError, Viewer};
 use crate::api::ApiState;
 use crate::store::status::{self, StatusError};
@@ -34,10 +37,17 @@ pub async fn page(
         Err(StatusError::Database(e)) => return Err(ConsoleError::Database(e)),
         Err(e) => return Err(ConsoleError::Internal(e.to_string())),
     };
+    let tz = state.settings.console.tz();
     Ok(render(
         StatusCode::OK,
         "notification.html",
-        state.settings.console.tz(),
-        context! { viewer => viewer.context(), n, verdict => "", timeline => Vec::<()>::new() },
+        tz,
+        context! {
+            viewer => viewer.context(),
+            verdict => verdict(&n, tz, Utc::now()),
+            timeline => timeline(&n),
+            attempts => attempts(&n),
+            n,
+        },
     ))
 }

@@ -24,6 +24,8 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("templates/notification.html"),
     ),
     ("macros.html", include_str!("templates/macros.html")),
+    ("search.html", include_str!("templates/search.html")),
+    ("overview.html", include_str!("templates/overview.html")),
 ];
 
 static PAGES: LazyLock<Environment<'static>> = LazyLock::new(|| {
@@ -38,6 +40,7 @@ static PAGES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     env.add_filter("time", time);
     env.add_filter("clock", clock);
     env.add_filter("ago", ago);
+    env.add_filter("duration", |secs: f64| duration(secs.max(0.0) as u64));
     env.add_filter("segment", segment);
     env
 });

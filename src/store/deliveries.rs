@@ -5,9 +5,12 @@
 //! first tries are leased by fan-out itself, retries by [`claim_retries`].
 //! [`write_results`] writes a batch in one transaction — the deliveries'
 //! new states (only where the lease is still this process's), one receipt
-//! per try, and the devices whose token died.
+//! per try, the devices whose token died, and the tries added to the
+//! per-minute outcome counts the console's overview reads.
 
-use chrono::{DateTime, Utc};
+use std::sync::Arc;
+
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -15,12 +18,16 @@ use crate::model::{AttemptOutcome, DeliveryState, Environment, Platform, Priorit
 
 const CLAIM_RETRIES: &str = include_str!("deliveries/claim_retries.sql");
 const COMPLETE: &str = include_str!("deliveries/complete.sql");
+const COUNT_ATTEMPTS: &str = include_str!("deliveries/count_attempts.sql");
 const INSERT_RECEIPTS: &str = include_str!("deliveries/insert_receipts.sql");
 const INVALIDATE_DEVICES: &str = include_str!("deliveries/invalidate_devices.sql");
+const LOST_RECEIPTS: &str = include_str!("deliveries/lost_receipts.sql");
 const RELEASE: &str = include_str!("deliveries/release.sql");
 pub(crate) const STATEMENTS: &[(&str, &str)] = &[
     ("deliveries/claim_retries", CLAIM_RETRIES),
     ("deliveries/complete", COMPLETE),
+    ("deliveries/count_attempts", COUNT_ATTEMPTS),
+    ("deliveries/lost_receipts", LOST_RECEIPTS),
     ("deliveries/insert_receipts", INSERT_RECEIPTS),
     ("deliveries/invalidate_devices", INVALIDATE_DEVICES),
     ("deliveries/release", RELEASE),
@@ -109,6 +116,13 @@ pub struct Receipt {
     pub outcome: AttemptOutcome,
     pub status_code: Option<i32>,
     pub reason: Option<String>,
+    /// The notification's app: the executor's shared copy, the one its
+    /// metric labels use (no allocation per try).
+    pub app: Arc<str>,
+    pub platform: Platform,
+    /// The bounded reason of `pushrelay_attempts_total` (`none` when
+    /// delivered), which keeps the outcome counts' keys a short list.
+    pub label: &'static str,
 }
 
 /// A device whose token the provider reported dead.
@@ -120,7 +134,8 @@ pub struct Invalidation {
     pub since: Option<DateTime<Utc>>,
 }
 
-/// Writes a batch of results in one transaction. Returns how many
+/// Writes a batch of results in one transaction, with its tries added to
+/// the per-minute outcome counts (`attempt_counts`). Returns how many
 /// deliveries were still leased to `worker` (the others were taken over
 /// by another process, whose result stands).
 #[tracing::instrument(skip_all, fields(batch = batch.len()))]
@@ -161,6 +176,7 @@ pub async fn write_results(
         .rows_affected();
 
     let m = batch.iter().filter(|c| c.receipt.is_some()).count();
+    let mut kept_lost = None;
     if m > 0 {
         let mut delivery = Vec::with_capacity(m);
         let mut number = Vec::with_capacity(m);
@@ -191,7 +207,7 @@ pub async fn write_results(
             });
             pmid.push(c.provider_message_id.as_deref());
         }
-        sqlx::query(INSERT_RECEIPTS)
+        let inserted = sqlx::query(INSERT_RECEIPTS)
             .bind(&delivery)
             .bind(&number)
             .bind(&provider)
@@ -205,7 +221,20 @@ pub async fn write_results(
             .bind(&pmid)
             .bind(worker)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
+        // A try the rescuer already recorded (and counted) as `lost` keeps
+        // that receipt; counting ours too would count the try twice. Only
+        // after a rescue, so the look-up is off the usual path.
+        kept_lost = Some(if inserted < m as u64 {
+            sqlx::query_scalar(LOST_RECEIPTS)
+                .bind(&delivery)
+                .bind(&number)
+                .fetch_all(&mut *tx)
+                .await?
+        } else {
+            Vec::new()
+        });
     }
 
     let dead: Vec<&Invalidation> = batch.iter().filter_map(|c| c.invalidate.as_ref()).collect();
@@ -220,8 +249,79 @@ pub async fn write_results(
             .execute(&mut *tx)
             .await?;
     }
+    // Last: every process's batches add to the same few rows (this
+    // minute's deliveries), whose locks are then held only until commit.
+    if let Some(skip) = kept_lost {
+        count_attempts(&mut tx, batch, &skip).await?;
+    }
     tx.commit().await?;
     Ok(updated)
+}
+
+/// One row of `attempt_counts`: (minute, app, platform, outcome, reason).
+type CountKey<'a> = (
+    DateTime<Utc>,
+    &'a str,
+    &'static str,
+    &'static str,
+    &'static str,
+);
+
+/// Adds the batch's tries (but those in `skip`) to the per-minute outcome
+/// counts in one statement. The rows are summed here and sent in key
+/// order: every process then locks the rows it shares with another in
+/// the same order, so two completers never deadlock on a busy minute.
+async fn count_attempts(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    batch: &[&Completion],
+    skip: &[i64],
+) -> Result<(), sqlx::Error> {
+    let mut keys: Vec<CountKey> = batch
+        .iter()
+        .filter(|c| !skip.contains(&c.delivery_id))
+        .filter_map(|c| c.receipt.as_ref())
+        .map(|r| {
+            let minute = r
+                .finished_at
+                .duration_trunc(TimeDelta::minutes(1))
+                .unwrap_or(r.finished_at);
+            (
+                minute,
+                &*r.app,
+                r.platform.as_str(),
+                r.outcome.as_str(),
+                r.label,
+            )
+        })
+        .collect();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    keys.sort_unstable();
+    let mut minute = Vec::new();
+    let mut app = Vec::new();
+    let mut platform = Vec::new();
+    let mut outcome = Vec::new();
+    let mut reason = Vec::new();
+    let mut count: Vec<i64> = Vec::new();
+    for k in keys.chunk_by(|a, b| a == b) {
+        minute.push(k[0].0);
+        app.push(k[0].1);
+        platform.push(k[0].2);
+        outcome.push(k[0].3);
+        reason.push(k[0].4);
+        count.push(k.len() as i64);
+    }
+    sqlx::query(COUNT_ATTEMPTS)
+        .bind(&minute)
+        .bind(&app)
+        .bind(&platform)
+        .bind(&outcome)
+        .bind(&reason)
+        .bind(&count)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// Hands deliveries `worker` holds back to the queue, due now, without

@@ -16,6 +16,7 @@ pub mod history;
 pub mod holds;
 pub mod metrics;
 pub mod notifications;
+pub mod overview;
 pub mod quota;
 pub mod receipts;
 pub mod search;
@@ -51,6 +52,7 @@ pub fn statements() -> impl Iterator<Item = (&'static str, &'static str)> {
         search::STATEMENTS,
         sessions::STATEMENTS,
         users::STATEMENTS,
+        overview::STATEMENTS,
         &[
             ("schema/has_migrations", HAS_MIGRATIONS),
             ("schema/applied_version", APPLIED_VERSION),

@@ -304,7 +304,15 @@ impl Executor {
                 config_pause: Duration::from_secs(settings.worker.config_error_pause_secs),
             },
         );
+        let label = reason_label(error.as_ref(), timed_out);
+        // One shared copy of the app's name for every label of this send
+        // and for the receipt's outcome count (cloning it per use would
+        // allocate each time).
+        let app: Arc<str> = Arc::from(c.app.as_str());
         let receipt = Receipt {
+            app: app.clone(),
+            platform,
+            label,
             attempt: job.tries,
             provider,
             started_at,
@@ -442,10 +450,8 @@ impl Executor {
                 done.undo = Undo::Attempt;
             }
         }
-        let reason = reason_label(error.as_ref(), timed_out);
-        // One shared copy of the app's name for every label of this send
-        // (cloning it per metric would allocate each time).
-        let app = metrics::SharedString::from_shared(Arc::<str>::from(c.app.as_str()));
+        let reason = label;
+        let app = metrics::SharedString::from_shared(app);
         metrics::counter!("pushrelay_attempts_total", "app" => app.clone(), "platform" => platform.as_str(),
             "provider" => provider, "outcome" => receipt.outcome.as_str(), "reason" => reason)
         .increment(1);

@@ -5,6 +5,8 @@
 -- A live process's deliveries are never touched, however long they take.
 -- A delivery whose notification was cancelled (`cancelled_at`) is not
 -- re-queued: it becomes `cancelled`.
+-- Each `lost` receipt written is added to the per-minute outcome counts
+-- (outcome and reason `lost`), in key order like the completer's.
 -- Returns how many deliveries were handed back and which processes were
 -- declared gone.
 WITH dead AS (
@@ -30,7 +32,7 @@ WITH dead AS (
                            lost.lease_owner) END
       FROM lost
      WHERE d.id = lost.id
-    RETURNING d.id, lost.tries, lost.lease_owner, lost.updated_at, d.state
+    RETURNING d.id, d.app, d.platform, lost.tries, lost.lease_owner, lost.updated_at, d.state
 ), receipts AS (
     INSERT INTO pushrelay.attempts
         (delivery_id, attempt, worker, provider, started_at, finished_at, latency_ms, outcome,
@@ -40,6 +42,15 @@ WITH dead AS (
            CASE WHEN state = 'pending' THEN now() END
       FROM requeued
     ON CONFLICT (delivery_id, attempt) DO NOTHING
+    RETURNING delivery_id, finished_at
+), counted AS (
+    INSERT INTO pushrelay.attempt_counts AS c (minute, app, platform, outcome, reason, count)
+    SELECT date_trunc('minute', r.finished_at, 'UTC'), q.app, q.platform, 'lost', 'lost', count(*)
+      FROM receipts r JOIN requeued q ON q.id = r.delivery_id
+     GROUP BY 1, 2, 3
+     ORDER BY 1, 2, 3
+    ON CONFLICT (minute, app, platform, outcome, reason)
+    DO UPDATE SET count = c.count + excluded.count
 )
 SELECT (SELECT count(*) FROM requeued) AS rescued,
        COALESCE((SELECT array_agg(id) FROM dead), '{}') AS dead
