@@ -298,6 +298,68 @@ impl Browser {
         }
     }
 
+    /// Presses Enter in the focused element (submits its form) and waits
+    /// for the page that leads to.
+    pub async fn press_enter(&self) {
+        let before = self.path().await;
+        self.client
+            .execute("window.__pushrelayOldPage = true", vec![])
+            .await
+            .expect("mark the page");
+        self.client
+            .active_element()
+            .await
+            .expect("a focused element")
+            .send_keys(&fantoccini::key::Key::Enter.to_string())
+            .await
+            .expect("press Enter");
+        self.new_page_loaded(&before).await;
+    }
+
+    /// The `id` of the focused element (empty when it has none).
+    pub async fn focused_id(&self) -> String {
+        self.client
+            .active_element()
+            .await
+            .expect("a focused element")
+            .attr("id")
+            .await
+            .expect("read id")
+            .unwrap_or_default()
+    }
+
+    /// The form fields on the page that have no label a screen reader
+    /// could announce (neither `<label for>`/wrapping label nor
+    /// `aria-label`), as HTML.
+    pub async fn unlabelled_fields(&self) -> Vec<String> {
+        let found = self
+            .client
+            .execute(
+                "return [...document.querySelectorAll('input, select, textarea')]
+                    .filter(e => e.type !== 'hidden')
+                    .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))
+                    .map(e => e.outerHTML)",
+                vec![],
+            )
+            .await
+            .expect("list the form fields");
+        serde_json::from_value(found).expect("a list of strings")
+    }
+
+    /// How many CSS pixels the page is wider than the window (0: nothing
+    /// to scroll sideways; wide tables scroll in their own box).
+    pub async fn overflow_x(&self) -> i64 {
+        self.client
+            .execute(
+                "return document.documentElement.scrollWidth - window.innerWidth",
+                vec![],
+            )
+            .await
+            .expect("measure the page")
+            .as_i64()
+            .expect("a number")
+    }
+
     /// Writes the whole page (not just what the window shows) as PNG to
     /// `<target>/console-screenshots/<name>.png`; returns the path.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
