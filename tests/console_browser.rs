@@ -27,7 +27,8 @@ fn iphone() -> String {
     ios_token("a1", 0xc0ffee)
 }
 
-async fn register(api: &TestApi, key: &str, user: &str, platform: &str, token: &str) {
+/// Registers a device through the API; returns its id.
+async fn register(api: &TestApi, key: &str, user: &str, platform: &str, token: &str) -> i64 {
     let (status, body) = api
         .call(
             key,
@@ -42,13 +43,15 @@ async fn register(api: &TestApi, key: &str, user: &str, platform: &str, token: &
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["id"].as_i64().unwrap()
 }
 
 /// A customer with an iPhone and an Android phone whose token is dead, one
-/// notification sent to both and settled; returns the notification's id.
+/// notification sent to both and settled, opened on the iPhone; returns
+/// the notification's id.
 async fn one_delivered_one_dead(api: &TestApi) -> String {
     let k = key(&api.pool, &["devices", "send"], None).await;
-    register(api, &k, USER, "ios", &iphone()).await;
+    let iphone_id = register(api, &k, USER, "ios", &iphone()).await;
     register(api, &k, USER, "android", DEAD_ANDROID).await;
     register(api, &k, OTHER, "ios", &ios_token("b2", 0xc0ffee)).await;
     let (status, created) = api
@@ -66,7 +69,19 @@ async fn one_delivered_one_dead(api: &TestApi) -> String {
     assert_eq!(status, StatusCode::CREATED, "{created}");
     wait_for(&api.pool, OPEN, 0).await;
     wait_for(&api.pool, DELIVERED, 1).await;
-    created["id"].as_str().unwrap().to_owned()
+    let id = created["id"].as_str().unwrap().to_owned();
+    // The app on the iPhone reports that the customer opened it.
+    let (status, receipt) = api
+        .call(
+            &k,
+            Method::POST,
+            "/v1/receipts",
+            Some(&json!({"notification_id": id, "device_id": iphone_id, "event": "opened"})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{receipt}");
+    id
 }
 
 #[sqlx::test(migrations = false)]
@@ -164,10 +179,20 @@ async fn support_finds_the_customer_and_reads_why(_: PgPoolOptions, opts: PgConn
         "{verdict}"
     );
     assert!(
-        verdict.ends_with(
-            "; the Android device's token was dead (FCM UNREGISTERED) and has been removed."
+        verdict.contains(
+            "; the Android device's token was dead (FCM UNREGISTERED) and has been removed; "
         ),
         "{verdict}"
+    );
+    assert!(
+        verdict.contains("opened on the iOS device at "),
+        "{verdict}"
+    );
+    let receipts = b.texts("#receipts tbody tr").await;
+    assert_eq!(receipts.len(), 1, "{receipts:?}");
+    assert!(
+        receipts[0].starts_with("iOS") && receipts[0].contains("opened"),
+        "{receipts:?}"
     );
     let timeline = b.texts("#timeline li").await;
     assert!(timeline[0].contains("Created"), "{timeline:?}");

@@ -11,6 +11,7 @@ use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -34,6 +35,9 @@ pub struct Browser {
     pub client: Client,
     /// chromedriver's base URL, for the Chrome-specific CDP endpoint.
     base: String,
+    /// Whether [`Browser::mobile`] emulation is on (a screenshot restores
+    /// it).
+    mobile: AtomicBool,
     _driver: Driver,
 }
 
@@ -118,6 +122,7 @@ impl Browser {
         let browser = Browser {
             client,
             base,
+            mobile: AtomicBool::new(false),
             _driver: driver,
         };
         browser.resize(DESKTOP).await;
@@ -157,11 +162,8 @@ impl Browser {
     /// through the DevTools protocol instead of `set_window_size`; it
     /// lasts across navigations until [`Browser::desktop`].
     pub async fn mobile(&self) {
-        self.cdp(
-            "Emulation.setDeviceMetricsOverride",
-            json!({"width": MOBILE.0, "height": MOBILE.1, "deviceScaleFactor": 1, "mobile": true}),
-        )
-        .await;
+        self.emulate(MOBILE, true).await;
+        self.mobile.store(true, Ordering::Relaxed);
         let width = self
             .client
             .execute("return window.innerWidth", vec![])
@@ -174,7 +176,17 @@ impl Browser {
     pub async fn desktop(&self) {
         self.cdp("Emulation.clearDeviceMetricsOverride", json!({}))
             .await;
+        self.mobile.store(false, Ordering::Relaxed);
         self.resize(DESKTOP).await;
+    }
+
+    /// A viewport of `(width, height)` CSS pixels, whatever the window.
+    async fn emulate(&self, (width, height): (u32, u32), mobile: bool) {
+        self.cdp(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile}),
+        )
+        .await;
     }
 
     /// Runs a DevTools protocol command through chromedriver's
@@ -361,27 +373,45 @@ impl Browser {
     }
 
     /// Writes the whole page (not just what the window shows) as PNG to
-    /// `<target>/console-screenshots/<name>.png`; returns the path.
+    /// `<target>/console-screenshots/<name>.png`; returns the path. The
+    /// viewport is stretched to the page's height for the shot (so the
+    /// page is laid out as on a tall screen, without a scrollbar), then
+    /// put back.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
-        let metrics = self.cdp("Page.getLayoutMetrics", json!({})).await;
-        let width = metrics["cssLayoutViewport"]["clientWidth"]
-            .as_f64()
-            .expect("viewport width");
-        // Bounded so a runaway page cannot ask for a gigantic bitmap.
-        let height = metrics["cssContentSize"]["height"]
-            .as_f64()
-            .expect("page height")
-            .clamp(1.0, 8000.0);
-        let shot = self
-            .cdp(
-                "Page.captureScreenshot",
-                json!({
-                    "format": "png",
-                    "captureBeyondViewport": true,
-                    "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1},
-                }),
+        let mobile = self.mobile.load(Ordering::Relaxed);
+        let (width, height) = if mobile {
+            MOBILE
+        } else {
+            let size = self
+                .client
+                .execute("return [window.innerWidth, window.innerHeight]", vec![])
+                .await
+                .expect("read the viewport size");
+            (
+                size[0].as_u64().expect("width") as u32,
+                size[1].as_u64().expect("height") as u32,
             )
+        };
+        self.emulate((width, height), mobile).await;
+        let page_height = self
+            .client
+            .execute("return document.documentElement.scrollHeight", vec![])
+            .await
+            .expect("read the page height")
+            .as_u64()
+            .expect("a height") as u32;
+        // Bounded so a runaway page cannot ask for a gigantic bitmap.
+        self.emulate((width, page_height.clamp(height, 8000)), mobile)
             .await;
+        let shot = self
+            .cdp("Page.captureScreenshot", json!({"format": "png"}))
+            .await;
+        if mobile {
+            self.emulate(MOBILE, true).await;
+        } else {
+            self.cdp("Emulation.clearDeviceMetricsOverride", json!({}))
+                .await;
+        }
         let png = base64::engine::general_purpose::STANDARD
             .decode(shot["data"].as_str().expect("screenshot data"))
             .expect("screenshot base64");
