@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
 
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -109,11 +110,8 @@ impl Browser {
                 ],
             }),
         );
-        // fantoccini's hyper-rustls brings aws-lc-rs next to our ring, so
-        // rustls cannot pick a provider by itself.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let connected = ClientBuilder::rustls()
-            .expect("TLS roots for the WebDriver client")
+        // chromedriver listens on loopback: plain HTTP, no TLS stack.
+        let connected = ClientBuilder::new(HttpConnector::new())
             .capabilities(caps)
             .connect(&base)
             .await;

@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 pub mod api;
-#[cfg(feature = "mock")]
 pub mod browser;
 #[cfg(feature = "mock")]
 pub mod mock;
