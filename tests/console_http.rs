@@ -204,7 +204,7 @@ async fn user_controlled_text_is_escaped(_: PgPoolOptions, opts: PgConnectOption
             &admin,
             reqwest::Method::POST,
             "/v1/notifications",
-            Some(&serde_json::json!({"app": APP, "user_id": SCRIPT, "body": SCRIPT})),
+            Some(&serde_json::json!({"app": APP, "user_id": SCRIPT, "title": SCRIPT, "body": SCRIPT, "idempotency_key": SCRIPT})),
             &[],
         )
         .await;
@@ -230,18 +230,34 @@ async fn user_controlled_text_is_escaped(_: PgPoolOptions, opts: PgConnectOption
         );
     }
 
-    // Searching the user id itself finds the one user: straight to the
-    // page, whose address carries the id encoded.
+    // The user id is also the notification's idempotency key: the search
+    // lists both, escaped.
     let res = get(
         &api,
         &format!("/console/search?q={}", form_urlencode(SCRIPT)),
         Some(&cookie),
     )
     .await;
-    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
-    assert!(!res.location().contains('<'), "{}", res.location());
-    let res = get(&api, res.location(), Some(&cookie)).await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert!(res.body.contains("id=\"users\""), "{}", res.body);
+    assert!(
+        res.body.contains("id=\"found-notifications\""),
+        "{}",
+        res.body
+    );
+    assert!(
+        res.body.contains("<h1>Search for <code>&lt;script&gt;"),
+        "{}",
+        res.body
+    );
+    assert!(!res.body.contains("<script"), "{}", res.body);
+    // And the user's page, through the address the list links to.
+    let link = "href=\"/console/users/";
+    let start = res.body.find(link).expect("a link to the user") + "href=\"".len();
+    let href = &res.body[start..start + res.body[start..].find('"').unwrap()];
+    assert!(!href.contains('<'), "{href}");
+    let res = get(&api, href, Some(&cookie)).await;
+    assert_eq!(res.status, StatusCode::OK, "{href}: {}", res.body);
     assert!(
         res.body.contains("<h1>User <code>&lt;script&gt;"),
         "{}",
