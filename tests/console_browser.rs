@@ -11,6 +11,7 @@ use common::api::{key, spawn, TestApi};
 use common::browser::Browser;
 use common::mock::{rule, settings_for};
 use common::*;
+use fantoccini::key::Key;
 use pushrelay::mock::{Fault, MockConfig, MockProviders};
 use pushrelay::model::mask_token;
 use reqwest::{Method, StatusCode};
@@ -127,6 +128,11 @@ async fn support_finds_the_customer_and_reads_why(_: PgPoolOptions, opts: PgConn
     b.press_enter().await;
     assert_eq!(b.path().await, "/console/overview");
     assert_eq!(b.text("h1").await, "Overview");
+    // The first Tab reaches the link that skips the navigation.
+    b.press(Key::Tab).await;
+    assert_eq!(b.focused_text().await, "Skip to content");
+    b.press(Key::Enter).await;
+    assert_eq!(b.focused_id().await, "main");
     let overview = b.text("main").await;
     assert!(overview.contains("No provider is paused"), "{overview}");
     // The last hour's top failure reason is the dead token.

@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
@@ -320,10 +322,34 @@ impl Browser {
             .active_element()
             .await
             .expect("a focused element")
-            .send_keys(&fantoccini::key::Key::Enter.to_string())
+            .send_keys(&Key::Enter.to_string())
             .await
             .expect("press Enter");
         self.new_page_loaded(&before).await;
+    }
+
+    /// Presses `key` wherever the focus is (a Tab moves it), without
+    /// waiting for any navigation.
+    pub async fn press(&self, key: Key) {
+        let key = char::from(key);
+        let typing = KeyActions::new("keyboard".into())
+            .then(KeyAction::Down { value: key })
+            .then(KeyAction::Up { value: key });
+        self.client
+            .perform_actions(typing)
+            .await
+            .expect("press a key");
+    }
+
+    /// The visible text of the focused element.
+    pub async fn focused_text(&self) -> String {
+        self.client
+            .active_element()
+            .await
+            .expect("a focused element")
+            .text()
+            .await
+            .expect("element text")
     }
 
     /// The `id` of the focused element (empty when it has none).
