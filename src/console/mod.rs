@@ -43,10 +43,6 @@ const STYLESHEET: &str = include_str!("assets/console.css");
 /// What a console page could not do.
 #[derive(Debug, thiserror::Error)]
 pub enum ConsoleError {
-    /// Also what another app's notification or user answers: a key
-    /// limited to some apps learns nothing of the others.
-    #[error("{0}")]
-    NotFound(String),
     #[error("the database failed: {0}")]
     Database(#[from] sqlx::Error),
     #[error("{0}")]
@@ -71,15 +67,13 @@ impl From<crate::api::ApiError> for ConsoleError {
 impl IntoResponse for ConsoleError {
     fn into_response(self) -> Response {
         let (status, title, message) = match &self {
-            ConsoleError::NotFound(what) => (StatusCode::NOT_FOUND, "Not found", what.clone()),
             ConsoleError::Database(e) => {
                 tracing::warn!(error = %e, "a console page failed: database");
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "Database unavailable",
                     "The database did not answer; try again in a moment. If this persists, \
-                     the operators should check /readyz and the daemon's log."
-                        .into(),
+                     the operators should check /readyz and the daemon's log.",
                 )
             }
             ConsoleError::Internal(e) => {
@@ -87,11 +81,11 @@ impl IntoResponse for ConsoleError {
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "Something failed",
-                    "This page failed; the daemon's log says why.".into(),
+                    "This page failed; the daemon's log says why.",
                 )
             }
         };
-        problem(status, title, &message)
+        problem(status, title, message)
     }
 }
 
@@ -102,6 +96,18 @@ fn problem(status: StatusCode, title: &str, message: &str) -> Response {
         "problem.html",
         chrono_tz::UTC,
         context! { title, message, viewer => () },
+    )
+}
+
+/// A page a signed-in viewer asked for that is not there — also what
+/// another app's notification or user answers, so a key limited to some
+/// apps learns nothing of the others.
+fn missing(viewer: &Viewer, tz: chrono_tz::Tz, message: &str) -> Response {
+    render::page(
+        StatusCode::NOT_FOUND,
+        "problem.html",
+        tz,
+        context! { title => "Not found", message, viewer => viewer.context() },
     )
 }
 

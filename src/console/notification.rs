@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::render::page as render;
 use super::timeline::{attempts, timeline};
 use super::verdict::verdict;
-use super::{ConsoleError, Viewer};
+use super::{missing, ConsoleError, Viewer};
 use crate::api::ApiState;
 use crate::store::status::{self, StatusError};
 
@@ -23,21 +23,23 @@ pub async fn page(
     viewer: Viewer,
     Path(id): Path<String>,
 ) -> Result<Response, ConsoleError> {
-    let missing = || {
-        ConsoleError::NotFound(format!(
-            "No notification {id:?} in the apps this key can see."
-        ))
+    let tz = state.settings.console.tz();
+    let absent = || {
+        missing(
+            &viewer,
+            tz,
+            &format!("No notification {id:?} in the apps this key can see."),
+        )
     };
     let Ok(uuid) = Uuid::parse_str(id.trim()) else {
-        return Err(missing());
+        return Ok(absent());
     };
     let n = match status::load(&state.pool, uuid).await {
         Ok(n) if viewer.can_see(&n.app) => n,
-        Ok(_) | Err(StatusError::NotFound(_)) => return Err(missing()),
+        Ok(_) | Err(StatusError::NotFound(_)) => return Ok(absent()),
         Err(StatusError::Database(e)) => return Err(ConsoleError::Database(e)),
         Err(e) => return Err(ConsoleError::Internal(e.to_string())),
     };
-    let tz = state.settings.console.tz();
     Ok(render(
         StatusCode::OK,
         "notification.html",

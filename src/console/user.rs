@@ -11,7 +11,7 @@ use minijinja::context;
 use serde::Deserialize;
 
 use super::render::page as render;
-use super::{ConsoleError, Viewer};
+use super::{missing, ConsoleError, Viewer};
 use crate::api::ApiState;
 use crate::store::notifications::{self, Cursor};
 use crate::store::{devices, status};
@@ -31,10 +31,18 @@ pub async fn page(
     Query(params): Query<Params>,
 ) -> Result<Response, ConsoleError> {
     let apps = viewer.apps();
+    let tz = state.settings.console.tz();
     let cursor = match params.cursor.as_deref().filter(|c| !c.is_empty()) {
-        Some(c) => Some(Cursor::decode(c).map_err(|_| {
-            ConsoleError::NotFound("That page of notifications does not exist (the link is damaged); start from the user's first page.".into())
-        })?),
+        Some(c) => match Cursor::decode(c) {
+            Ok(c) => Some(c),
+            Err(_) => {
+                return Ok(missing(
+                    &viewer,
+                    tz,
+                    "That page of notifications does not exist (the link is damaged); start from the user's first page.",
+                ))
+            }
+        },
         None => None,
     };
     let devices = devices::list_for_user(&state.pool, &user_id, apps)
@@ -43,9 +51,13 @@ pub async fn page(
     let (rows, next) =
         notifications::list_for_user(&state.pool, &user_id, apps, cursor, PAGE).await?;
     if devices.is_empty() && rows.is_empty() && cursor.is_none() {
-        return Err(ConsoleError::NotFound(format!(
-            "No user {user_id:?} has devices or notifications in the apps this key can see."
-        )));
+        return Ok(missing(
+            &viewer,
+            tz,
+            &format!(
+                "No user {user_id:?} has devices or notifications in the apps this key can see."
+            ),
+        ));
     }
     let ids: Vec<_> = rows.iter().map(|r| r.id).collect();
     let notifications = status::load_many(&state.pool, &ids)
@@ -57,7 +69,7 @@ pub async fn page(
     Ok(render(
         StatusCode::OK,
         "user.html",
-        state.settings.console.tz(),
+        tz,
         context! {
             viewer => viewer.context(),
             user_id,
