@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use common::api::{key, spawn, TestApi};
+use common::console::{client, get, sign_in};
 use common::*;
 use pushrelay::config::{AppSettings, ProviderSettings, Settings};
 use pushrelay::model::{AttemptOutcome, DeliveryState, Environment, Platform};
@@ -577,35 +578,10 @@ async fn the_cleaner_drops_week_old_counts_and_expired_sessions(
     );
 }
 
-/// Signs in with `key` as a browser would; the session's cookie.
-async fn sign_in(api: &TestApi, key: &str) -> String {
-    let res = no_redirects()
-        .post(api.url("/console/sign-in"))
-        .form(&[("key", key), ("next", "/console/overview")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::SEE_OTHER, "sign-in");
-    let cookie = res.headers()["set-cookie"].to_str().unwrap();
-    cookie.split(';').next().unwrap().to_owned()
-}
-
-fn no_redirects() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
 async fn overview_page(api: &TestApi, cookie: &str) -> String {
-    let res = no_redirects()
-        .get(api.url("/console/overview"))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    res.text().await.unwrap()
+    let res = get(api, "/console/overview", Some(cookie)).await;
+    assert_eq!(res.status, StatusCode::OK);
+    res.body
 }
 
 /// The text of the table with `id`, tags removed and spaces collapsed.
@@ -649,7 +625,7 @@ async fn the_overview_page_shows_the_numbers_to_a_signed_in_viewer_of_the_app(
     let pool = pool(&opts).await;
     let s = two_apps();
     let api = spawn(&pool, s.clone()).await;
-    let res = no_redirects()
+    let res = client()
         .get(api.url("/console/overview"))
         .send()
         .await

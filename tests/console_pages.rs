@@ -4,7 +4,8 @@
 
 mod common;
 
-use common::api::{key, spawn, TestApi};
+use common::api::{key, spawn};
+use common::console::{client, get, sign_in};
 use common::*;
 use pushrelay::config::{AppSettings, ProviderSettings};
 use pushrelay::model::Platform;
@@ -12,41 +13,6 @@ use reqwest::StatusCode;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use uuid::Uuid;
-
-/// A browser-like session: the console cookie, no redirects followed.
-struct Session {
-    client: reqwest::Client,
-    cookie: String,
-}
-
-/// Signs in with `key`.
-async fn signed_in(api: &TestApi, key: &str) -> Session {
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let res = client
-        .post(api.url("/console/sign-in"))
-        .form(&[("key", key), ("next", "/console/overview")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::SEE_OTHER, "sign-in");
-    let cookie = res.headers()["set-cookie"].to_str().unwrap();
-    let cookie = cookie.split(';').next().unwrap().to_owned();
-    Session { client, cookie }
-}
-
-async fn get(session: &Session, api: &TestApi, path: &str) -> (StatusCode, String) {
-    let res = session
-        .client
-        .get(api.url(path))
-        .header("cookie", &session.cookie)
-        .send()
-        .await
-        .unwrap();
-    (res.status(), res.text().await.unwrap())
-}
 
 /// Notifications to `user`, one statement each so they are created in
 /// order, titled `n01`, `n02`, …
@@ -87,9 +53,11 @@ async fn a_users_notifications_are_paged_newest_first(_: PgPoolOptions, opts: Pg
     let api = spawn(&pool, settings()).await;
     add_device(&pool, "pat", Platform::Ios, &ios_token("a1", 1)).await;
     notify(&pool, APP, "pat", 30).await;
-    let client = signed_in(&api, &key(&pool, &["read"], None).await).await;
+    let cookie = sign_in(&api, &key(&pool, &["read"], None).await).await;
 
-    let (status, first) = get(&client, &api, "/console/users/pat").await;
+    let first = get(&api, "/console/users/pat", Some(&cookie)).await;
+    let status = first.status;
+    let first = first.body;
     assert_eq!(status, StatusCode::OK);
     let want: Vec<String> = (6..=30).rev().map(|i| format!("n{i:02}")).collect();
     assert_eq!(titles(&first), want);
@@ -103,7 +71,9 @@ async fn a_users_notifications_are_paged_newest_first(_: PgPoolOptions, opts: Pg
         .next()
         .unwrap()
         .to_owned();
-    let (status, second) = get(&client, &api, &href).await;
+    let second = get(&api, &href, Some(&cookie)).await;
+    let status = second.status;
+    let second = second.body;
     assert_eq!(status, StatusCode::OK);
     let want: Vec<String> = (1..=5).rev().map(|i| format!("n{i:02}")).collect();
     assert_eq!(titles(&second), want);
@@ -112,7 +82,14 @@ async fn a_users_notifications_are_paged_newest_first(_: PgPoolOptions, opts: Pg
         "the last page links no further"
     );
 
-    let (status, page) = get(&client, &api, "/console/users/pat?cursor=not-a-cursor").await;
+    let page = get(
+        &api,
+        "/console/users/pat?cursor=not-a-cursor",
+        Some(&cookie),
+    )
+    .await;
+    let status = page.status;
+    let page = page.body;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(page.contains("link is damaged"), "{page}");
 }
@@ -134,19 +111,25 @@ async fn a_key_for_another_app_sees_nothing_of_this_one(_: PgPoolOptions, opts: 
     add_device(&pool, "pat", Platform::Ios, &ios_token("a1", 1)).await;
     let id = notify(&pool, APP, "pat", 1).await[0];
 
-    let shop = signed_in(&api, &key(&pool, &["read"], Some(&["shop"])).await).await;
-    let (status, page) = get(&shop, &api, "/console/users/pat").await;
+    let shop = sign_in(&api, &key(&pool, &["read"], Some(&["shop"])).await).await;
+    let page = get(&api, "/console/users/pat", Some(&shop)).await;
+    let status = page.status;
+    let page = page.body;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(page.contains("No user") && !page.contains("n01"), "{page}");
-    let (status, page) = get(&shop, &api, &format!("/console/notifications/{id}")).await;
+    let page = get(&api, &format!("/console/notifications/{id}"), Some(&shop)).await;
+    let status = page.status;
+    let page = page.body;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(
         page.contains("No notification") && !page.contains("n01"),
         "{page}"
     );
 
-    let bank = signed_in(&api, &key(&pool, &["read"], Some(&[APP])).await).await;
-    let (status, page) = get(&bank, &api, &format!("/console/notifications/{id}")).await;
+    let bank = sign_in(&api, &key(&pool, &["read"], Some(&[APP])).await).await;
+    let page = get(&api, &format!("/console/notifications/{id}"), Some(&bank)).await;
+    let status = page.status;
+    let page = page.body;
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("n01"), "{page}");
 }
@@ -155,12 +138,8 @@ async fn a_key_for_another_app_sees_nothing_of_this_one(_: PgPoolOptions, opts: 
 async fn a_key_without_the_read_scope_cannot_sign_in(_: PgPoolOptions, opts: PgConnectOptions) {
     let pool = pool(&opts).await;
     let api = spawn(&pool, settings()).await;
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
     let send_only = key(&pool, &["send"], None).await;
-    let res = client
+    let res = client()
         .post(api.url("/console/sign-in"))
         .form(&[("key", send_only.as_str())])
         .send()

@@ -12,6 +12,8 @@
 //! cookie that is the console's defence against cross-site requests.
 //! Nothing can be changed from the console but the viewer's own session.
 
+#[cfg(test)]
+mod fixtures;
 mod notification;
 mod overview;
 mod render;

@@ -295,81 +295,21 @@ fn created_detail(n: &NotificationStatus) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::console::fixtures::{self, at, attempt};
     use crate::model::{Platform, Priority};
     use crate::store::status::DeviceReceipt;
-    use chrono::TimeZone;
-    use uuid::Uuid;
 
-    fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 26, h, m, s).unwrap()
-    }
-
+    /// The shared fixture, with an idempotency key and fanned out.
     fn notification(state: NotificationState) -> NotificationStatus {
-        NotificationStatus {
-            id: Uuid::nil(),
-            app: "bank".into(),
-            user_id: Some("bob".into()),
-            device_ids: None,
-            template: Some("otp".into()),
-            title: None,
-            priority: Priority::Urgent,
-            state,
-            state_reason: None,
-            idempotency_key: Some("order-17".into()),
-            created_at: at(10, 41, 0),
-            send_at: at(10, 41, 0),
-            expires_at: at(10, 46, 0),
-            ttl_seconds: 300,
-            fanned_out_at: Some(at(10, 41, 1)),
-            cancelled_at: None,
-            campaign_id: None,
-            campaign_name: None,
-            received: 0,
-            displayed: 0,
-            opened: 0,
-            deliveries: Vec::new(),
-        }
+        let mut n = fixtures::notification(state);
+        n.idempotency_key = Some("order-17".into());
+        n.fanned_out_at = Some(at(10, 41, 1));
+        n
     }
 
+    /// A device whose masked token ends in `c5d<id>`.
     fn delivery(id: i64, platform: Platform, state: DeliveryState) -> DeliveryStatus {
-        DeliveryStatus {
-            id,
-            notification_id: Uuid::nil(),
-            device_id: id * 10,
-            platform,
-            token: Some(format!("a1b2c3…c5d{id}")),
-            state,
-            attempts: 0,
-            next_attempt_at: None,
-            provider_message_id: None,
-            last_error: None,
-            cancelled_at: None,
-            history: Vec::new(),
-            receipts: Vec::new(),
-        }
-    }
-
-    fn attempt(
-        n: i32,
-        provider: &str,
-        started_at: DateTime<Utc>,
-        outcome: AttemptOutcome,
-        status: Option<i32>,
-        reason: Option<&str>,
-        retry_at: Option<DateTime<Utc>>,
-    ) -> AttemptStatus {
-        AttemptStatus {
-            delivery_id: 0,
-            attempt: n,
-            worker: "w1".into(),
-            provider: provider.into(),
-            started_at,
-            latency_ms: 182,
-            outcome,
-            status_code: status,
-            reason: reason.map(str::to_owned),
-            retry_at,
-        }
+        fixtures::delivery(id, platform, &format!("a1b2c3{:0>54}c5d{id}", 0), state)
     }
 
     fn kinds(events: &[Event]) -> Vec<(Kind, &str)> {

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod browser;
+pub mod console;
 #[cfg(feature = "mock")]
 pub mod mock;
 
