@@ -197,6 +197,8 @@ async fn same_origin_posts(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
+/// Whether a request comes from the console's own pages, by the rules
+/// [`same_origin_posts`] gives.
 fn same_origin(headers: &axum::http::HeaderMap) -> bool {
     let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
     let fetch_site = header("sec-fetch-site");
