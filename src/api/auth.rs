@@ -51,7 +51,7 @@ impl Keys {
         }
     }
 
-    pub(crate) async fn lookup(&self, secret: &str) -> Result<Option<Arc<ApiKey>>, ApiError> {
+    async fn lookup(&self, secret: &str) -> Result<Option<Arc<ApiKey>>, ApiError> {
         let digest = api_keys::digest(secret);
         let now = Instant::now();
         if let Some((at, key)) = self.cache.lock().unwrap().get(&digest) {

@@ -172,6 +172,16 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .with_state(state)
 }
 
+/// The console is served beside the API, from the same state.
+impl axum::extract::FromRef<Arc<ApiState>> for crate::console::Context {
+    fn from_ref(state: &Arc<ApiState>) -> Self {
+        crate::console::Context {
+            pool: state.pool.clone(),
+            settings: state.settings.clone(),
+        }
+    }
+}
+
 /// The support console's pages answer in HTML, the API in JSON.
 fn is_console(uri: &Uri) -> bool {
     uri.path() == "/console" || uri.path().starts_with("/console/")

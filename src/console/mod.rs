@@ -25,22 +25,32 @@ pub mod verdict;
 
 use std::sync::Arc;
 
-use axum::extract::Request;
+use axum::extract::{FromRef, Request};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use minijinja::context;
+use sqlx::PgPool;
 
 pub use self::session::Viewer;
-use crate::api::ApiState;
+use crate::config::Settings;
 
 /// No script, no frames, no other origin; forms post only here.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
      form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 const STYLESHEET: &str = include_str!("assets/console.css");
+
+/// What the console's pages need: the database and the configuration.
+/// The server that mounts the console provides it (`FromRef`), so the
+/// console depends on nothing of the API it is served beside.
+#[derive(Clone)]
+pub struct Context {
+    pub pool: PgPool,
+    pub settings: Arc<Settings>,
+}
 
 /// What a console page could not do.
 #[derive(Debug, thiserror::Error)]
@@ -60,9 +70,12 @@ impl From<crate::store::sessions::SessionError> for ConsoleError {
     }
 }
 
-impl From<crate::api::ApiError> for ConsoleError {
-    fn from(e: crate::api::ApiError) -> Self {
-        ConsoleError::Internal(format!("{e:?}"))
+impl From<crate::store::api_keys::KeyError> for ConsoleError {
+    fn from(e: crate::store::api_keys::KeyError) -> Self {
+        match e {
+            crate::store::api_keys::KeyError::Database(db) => ConsoleError::Database(db),
+            other => ConsoleError::Internal(other.to_string()),
+        }
     }
 }
 
@@ -116,7 +129,11 @@ fn missing(viewer: &Viewer, tz: chrono_tz::Tz, message: &str) -> Response {
 /// The console's routes (full paths under `/console`, merged into the
 /// API's router; the API's fallback answers unknown `/console/…` paths
 /// with [`not_found`]).
-pub fn router() -> Router<Arc<ApiState>> {
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Context: FromRef<S>,
+{
     let home = || async { Redirect::to("/console/overview") };
     Router::new()
         .route("/console", get(home))

@@ -2,8 +2,6 @@
 //! attempt by attempt (the provider's answer, how long it took, when the
 //! next try is due) and what the app reported back.
 
-use std::sync::Arc;
-
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -14,12 +12,11 @@ use uuid::Uuid;
 use super::render::page as render;
 use super::timeline::{attempts, timeline};
 use super::verdict::verdict;
-use super::{missing, ConsoleError, Viewer};
-use crate::api::ApiState;
+use super::{missing, ConsoleError, Context, Viewer};
 use crate::store::status::{self, StatusError};
 
 pub async fn page(
-    State(state): State<Arc<ApiState>>,
+    State(state): State<Context>,
     viewer: Viewer,
     Path(id): Path<String>,
 ) -> Result<Response, ConsoleError> {

@@ -18,8 +18,7 @@ use minijinja::context;
 use tokio::sync::Mutex;
 
 use super::render::page as render;
-use super::{ConsoleError, Viewer};
-use crate::api::ApiState;
+use super::{ConsoleError, Context, Viewer};
 use crate::store::overview::{self, Overview, OverviewError};
 
 /// How long one read serves every viewer.
@@ -36,7 +35,7 @@ impl Cache {
         Arc::new(Cache::default())
     }
 
-    async fn get(&self, state: &ApiState) -> Result<Arc<Overview>, OverviewError> {
+    async fn get(&self, state: &Context) -> Result<Arc<Overview>, OverviewError> {
         let mut last = self.0.lock().await;
         if let Some((at, o)) = last.as_ref() {
             if at.elapsed() < FRESH {
@@ -58,7 +57,7 @@ impl From<OverviewError> for ConsoleError {
 }
 
 pub async fn page(
-    State(state): State<Arc<ApiState>>,
+    State(state): State<Context>,
     Extension(cache): Extension<Arc<Cache>>,
     viewer: Viewer,
 ) -> Result<Response, ConsoleError> {

@@ -2,8 +2,6 @@
 //! notification id, an idempotency key, a user id, or the end of a device
 //! token. One match opens its page; several are listed.
 
-use std::sync::Arc;
-
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -11,8 +9,7 @@ use minijinja::context;
 use serde::Deserialize;
 
 use super::render::{page as render, percent};
-use super::{ConsoleError, Viewer};
-use crate::api::ApiState;
+use super::{ConsoleError, Context, Viewer};
 use crate::store::search::{self, SearchError, Single, MIN_TOKEN_END};
 
 #[derive(Debug, Deserialize)]
@@ -22,7 +19,7 @@ pub struct Params {
 }
 
 pub async fn page(
-    State(state): State<Arc<ApiState>>,
+    State(state): State<Context>,
     viewer: Viewer,
     Query(params): Query<Params>,
 ) -> Result<Response, ConsoleError> {

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Query, State};
+use axum::extract::{FromRef, FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -18,9 +18,8 @@ use minijinja::context;
 use serde::Deserialize;
 
 use super::render::{page, percent};
-use super::ConsoleError;
-use crate::api::{ApiState, Scope};
-use crate::store::api_keys::ApiKey;
+use super::{ConsoleError, Context};
+use crate::store::api_keys::{self, ApiKey, Scope};
 use crate::store::sessions;
 
 const COOKIE: &str = "pushrelay_console";
@@ -63,13 +62,15 @@ fn secret(headers: &HeaderMap) -> Option<&str> {
         .filter(|v| !v.is_empty())
 }
 
-impl FromRequestParts<Arc<ApiState>> for Viewer {
+impl<S> FromRequestParts<S> for Viewer
+where
+    Context: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = Response;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &Arc<ApiState>,
-    ) -> Result<Self, Response> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        let state = Context::from_ref(state);
         if let Some(secret) = secret(&parts.headers) {
             match sessions::find(&state.pool, secret).await {
                 Ok(Some(key)) => return Ok(Viewer { key: Arc::new(key) }),
@@ -107,12 +108,12 @@ pub struct Next {
     next: Option<String>,
 }
 
-pub async fn form(State(state): State<Arc<ApiState>>, Query(q): Query<Next>) -> Response {
+pub async fn form(State(state): State<Context>, Query(q): Query<Next>) -> Response {
     sign_in_page(&state, StatusCode::OK, safe_next(q.next.as_deref()), None)
 }
 
 fn sign_in_page(
-    state: &ApiState,
+    state: &Context,
     status: StatusCode,
     next: &str,
     problem: Option<String>,
@@ -133,12 +134,12 @@ pub struct SignIn {
 
 // Not Debug: the form carries a secret.
 pub async fn sign_in(
-    State(state): State<Arc<ApiState>>,
+    State(state): State<Context>,
     headers: HeaderMap,
     Form(form): Form<SignIn>,
 ) -> Result<Response, ConsoleError> {
     let next = safe_next(form.next.as_deref());
-    let Some(key) = state.keys.lookup(form.key.trim()).await? else {
+    let Some(key) = api_keys::find(&state.pool, form.key.trim()).await? else {
         return Ok(sign_in_page(
             &state,
             StatusCode::UNAUTHORIZED,
@@ -174,7 +175,7 @@ pub async fn sign_in(
 }
 
 pub async fn sign_out(
-    State(state): State<Arc<ApiState>>,
+    State(state): State<Context>,
     headers: HeaderMap,
 ) -> Result<Response, ConsoleError> {
     if let Some(secret) = secret(&headers) {

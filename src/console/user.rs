@@ -2,8 +2,6 @@
 //! user's notifications, newest first, with what became of each on each
 //! device — the first stop when a customer calls.
 
-use std::sync::Arc;
-
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -11,8 +9,7 @@ use minijinja::context;
 use serde::Deserialize;
 
 use super::render::page as render;
-use super::{missing, ConsoleError, Viewer};
-use crate::api::ApiState;
+use super::{missing, ConsoleError, Context, Viewer};
 use crate::store::notifications::{self, Cursor};
 use crate::store::{devices, status};
 
@@ -25,7 +22,7 @@ pub struct Params {
 }
 
 pub async fn page(
-    State(state): State<Arc<ApiState>>,
+    State(state): State<Context>,
     viewer: Viewer,
     Path(user_id): Path<String>,
     Query(params): Query<Params>,
