@@ -9,7 +9,7 @@ mod common;
 use chrono::{Duration, Utc};
 use common::api::{key, spawn, TestApi};
 use common::*;
-use pushrelay::config::{AppSettings, ProviderSettings, Settings};
+use pushrelay::config::Settings;
 use pushrelay::store::campaigns;
 use pushrelay::worker::campaigns::{context, limits};
 use reqwest::{Method, StatusCode};
@@ -17,23 +17,6 @@ use serde_json::{json, Value};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// A second app, for keys limited to one app.
-const SHOP: &str = "shop";
-
-fn two_apps() -> Settings {
-    let mut s = settings();
-    s.apps.insert(
-        SHOP.into(),
-        AppSettings {
-            default_locale: "en".into(),
-            quiet_hours: None,
-            ios: Some(ProviderSettings::Simulator),
-            android: None,
-        },
-    );
-    s
-}
 
 async fn call(
     api: &TestApi,

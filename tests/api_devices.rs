@@ -8,29 +8,10 @@ mod common;
 use common::api::{key, spawn, TestApi};
 use common::*;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
-use pushrelay::config::{AppSettings, ProviderSettings, Settings};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
-
-/// A second app, iOS only, for keys limited to one app and for a
-/// platform an app has no provider for.
-const SHOP: &str = "shop";
-
-fn two_apps() -> Settings {
-    let mut s = settings();
-    s.apps.insert(
-        SHOP.into(),
-        AppSettings {
-            default_locale: "en".into(),
-            quiet_hours: None,
-            ios: Some(ProviderSettings::Simulator),
-            android: None,
-        },
-    );
-    s
-}
 
 const FCM_TOKEN: &str = "fcm:APA91bHPRgkF3JUikC4ENAHEeMrd41Zxv3hVZjC9KtT8OvPVGJ-hQMRKRrZuJAEcl7B338qju59zJMjw2DELjzEvxwYv7hH5Ynpc1ODQ0aT4U4OFEeco8ohsN5PjL1iC2dNtk2BAokeMCg2ZXKqpc8FXKmhX94kIxQ";
 

@@ -14,9 +14,11 @@ use chrono::{Duration, Utc};
 use common::api::{key, spawn, TestApi};
 use common::console::{client, get, sign_in};
 use common::*;
-use pushrelay::config::{AppSettings, ProviderSettings, Settings};
+use pushrelay::config::{ProviderSettings, Settings};
 use pushrelay::model::{AttemptOutcome, DeliveryState, Environment, Platform};
-use pushrelay::store::campaigns::{self, CampaignState, Content, NewCampaign, Schedule, Segment};
+use pushrelay::store::campaigns::{
+    self, Campaign, CampaignState, Content, NewCampaign, Schedule, Segment,
+};
 use pushrelay::store::deliveries::{self, Completion, Receipt, Undo};
 use pushrelay::store::devices::{self, NewDevice};
 use pushrelay::store::holds::{self, Hold};
@@ -29,19 +31,10 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-const SHOP: &str = "shop";
-
-fn two_apps() -> Settings {
-    let mut s = settings();
-    s.apps.insert(
-        SHOP.into(),
-        AppSettings {
-            default_locale: "en".into(),
-            quiet_hours: None,
-            ios: Some(ProviderSettings::Simulator),
-            android: Some(ProviderSettings::Simulator),
-        },
-    );
+/// [`two_apps`], the shop on Android too, and a breaker that stays shut.
+fn shop_on_both_platforms() -> Settings {
+    let mut s = two_apps();
+    s.apps.get_mut(SHOP).unwrap().android = Some(ProviderSettings::Simulator);
     // Eight transient failures in a row are the point here, not a reason
     // to hold the app.
     s.worker.breaker_threshold = 1000;
@@ -63,6 +56,34 @@ async fn device(pool: &PgPool, app: &str, user: &str, platform: Platform, token:
     )
     .await
     .expect("register device")
+}
+
+/// A campaign to every device of the shop, by `schedule` (default: now).
+async fn shop_campaign(pool: &PgPool, s: &Settings, name: &str, schedule: Schedule) -> Campaign {
+    campaigns::create(
+        pool,
+        &context(s),
+        &[APP.into(), SHOP.into()],
+        &NewCampaign {
+            app: SHOP.into(),
+            name: name.into(),
+            content: Content {
+                title: Some("Sale".into()),
+                body: Some("20% off".into()),
+                ..Content::default()
+            },
+            segment: Segment {
+                all: true,
+                ..Segment::default()
+            },
+            schedule,
+            ..NewCampaign::default()
+        },
+        Utc::now(),
+    )
+    .await
+    .expect("create campaign")
+    .0
 }
 
 async fn notify(pool: &PgPool, app: &str, user: &str) {
@@ -139,7 +160,7 @@ async fn the_overview_counts_what_the_attempts_say_per_app_and_keeps_apps_apart(
     opts: PgConnectOptions,
 ) {
     let pool = pool(&opts).await;
-    let s = two_apps();
+    let s = shop_on_both_platforms();
     // bank: 4 iPhones delivered, 2 dead, 2 failing 4 times then
     // delivered; 2 Android phones delivered, 1 dead. shop: 3 iPhones
     // delivered, 1 dead.
@@ -213,28 +234,7 @@ async fn the_overview_counts_what_the_attempts_say_per_app_and_keeps_apps_apart(
 
     // A campaign to every shop device still alive (the dead one was
     // invalidated above), sent by the daemon.
-    let (campaign, _) = campaigns::create(
-        &pool,
-        &context(&s),
-        &[APP.into(), SHOP.into()],
-        &NewCampaign {
-            app: SHOP.into(),
-            name: "winter sale".into(),
-            content: Content {
-                title: Some("Sale".into()),
-                body: Some("20% off".into()),
-                ..Content::default()
-            },
-            segment: Segment {
-                all: true,
-                ..Segment::default()
-            },
-            ..NewCampaign::default()
-        },
-        Utc::now(),
-    )
-    .await
-    .expect("create campaign");
+    let campaign = shop_campaign(&pool, &s, "winter sale", Schedule::default()).await;
     wait_for(
         &pool,
         "SELECT count(*) FROM pushrelay.campaigns WHERE state = 'completed'",
@@ -623,7 +623,7 @@ async fn the_overview_page_shows_the_numbers_to_a_signed_in_viewer_of_the_app(
     opts: PgConnectOptions,
 ) {
     let pool = pool(&opts).await;
-    let s = two_apps();
+    let s = shop_on_both_platforms();
     let api = spawn(&pool, s.clone()).await;
     let res = client()
         .get(api.url("/console/overview"))
@@ -647,31 +647,16 @@ async fn the_overview_page_shows_the_numbers_to_a_signed_in_viewer_of_the_app(
     .await
     .unwrap();
     device(&pool, SHOP, "s1", Platform::Ios, &ios_token("01", 1)).await;
-    let (campaign, _) = campaigns::create(
+    let campaign = shop_campaign(
         &pool,
-        &context(&s),
-        &[APP.into(), SHOP.into()],
-        &NewCampaign {
-            app: SHOP.into(),
-            name: "<b>winter</b> sale".into(),
-            content: Content {
-                body: Some("20% off".into()),
-                ..Content::default()
-            },
-            segment: Segment {
-                all: true,
-                ..Segment::default()
-            },
-            schedule: Schedule {
-                at: Some(Utc::now() + Duration::hours(2)),
-                ..Schedule::default()
-            },
-            ..NewCampaign::default()
+        &s,
+        "<b>winter</b> sale",
+        Schedule {
+            at: Some(Utc::now() + Duration::hours(2)),
+            ..Schedule::default()
         },
-        Utc::now(),
     )
-    .await
-    .expect("create campaign");
+    .await;
 
     let bank = sign_in(&api, &key(&pool, &["read"], Some(&[APP])).await).await;
     let page = overview_page(&api, &bank).await;

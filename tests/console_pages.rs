@@ -7,7 +7,6 @@ mod common;
 use common::api::{key, spawn};
 use common::console::{client, get, sign_in};
 use common::*;
-use pushrelay::config::{AppSettings, ProviderSettings};
 use pushrelay::model::Platform;
 use reqwest::StatusCode;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -97,21 +96,11 @@ async fn a_users_notifications_are_paged_newest_first(_: PgPoolOptions, opts: Pg
 #[sqlx::test(migrations = false)]
 async fn a_key_for_another_app_sees_nothing_of_this_one(_: PgPoolOptions, opts: PgConnectOptions) {
     let pool = pool(&opts).await;
-    let mut s = settings();
-    s.apps.insert(
-        "shop".into(),
-        AppSettings {
-            default_locale: "en".into(),
-            quiet_hours: None,
-            ios: Some(ProviderSettings::Simulator),
-            android: None,
-        },
-    );
-    let api = spawn(&pool, s).await;
+    let api = spawn(&pool, two_apps()).await;
     add_device(&pool, "pat", Platform::Ios, &ios_token("a1", 1)).await;
     let id = notify(&pool, APP, "pat", 1).await[0];
 
-    let shop = sign_in(&api, &key(&pool, &["read"], Some(&["shop"])).await).await;
+    let shop = sign_in(&api, &key(&pool, &["read"], Some(&[SHOP])).await).await;
     let page = get(&api, "/console/users/pat", Some(&shop)).await;
     let status = page.status;
     let page = page.body;

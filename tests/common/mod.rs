@@ -76,6 +76,25 @@ pub fn settings() -> Settings {
     s
 }
 
+/// A second app, iOS only, for keys limited to one app and for a
+/// platform an app has no provider for.
+pub const SHOP: &str = "shop";
+
+/// [`settings`] with [`SHOP`] beside [`APP`].
+pub fn two_apps() -> Settings {
+    let mut s = settings();
+    s.apps.insert(
+        SHOP.into(),
+        AppSettings {
+            default_locale: "en".into(),
+            quiet_hours: None,
+            ios: Some(ProviderSettings::Simulator),
+            android: None,
+        },
+    );
+    s
+}
+
 pub use pushrelay::app::Running;
 
 pub fn start(pool: &PgPool, settings: Settings) -> Running {
