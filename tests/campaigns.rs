@@ -858,6 +858,21 @@ async fn the_throttle_holds_the_configured_rate_per_window(
     );
 }
 
+/// Settings whose campaigns take seconds to send: 10 bulk slots of 20
+/// per platform, each send `latency_ms`, fan-out in batches of
+/// `fanout_batch`.
+fn slow_bulk(latency_ms: u64, fanout_batch: u32) -> Settings {
+    let mut s = common::settings();
+    for lane in [&mut s.lanes.ios, &mut s.lanes.android] {
+        lane.concurrency = 20;
+        lane.bulk_share = 0.5;
+    }
+    s.worker.fanout_batch = fanout_batch;
+    s.simulator.latency_ms = latency_ms;
+    s.simulator.latency_jitter_ms = 0;
+    s
+}
+
 #[sqlx::test(migrations = false)]
 async fn urgent_alerts_are_sent_ahead_of_a_running_campaigns_bulk_deliveries(
     _: PgPoolOptions,
@@ -865,16 +880,8 @@ async fn urgent_alerts_are_sent_ahead_of_a_running_campaigns_bulk_deliveries(
 ) {
     let pool = common::pool(&opts).await;
     common::seed_users(&pool, 1000).await;
-    let mut s = common::settings();
-    // 10 bulk slots of 20 per platform, 20 ms a send: the campaign's 2000
-    // deliveries take seconds to drain.
-    for lane in [&mut s.lanes.ios, &mut s.lanes.android] {
-        lane.concurrency = 20;
-        lane.bulk_share = 0.5;
-    }
-    s.worker.fanout_batch = 50;
-    s.simulator.latency_ms = 20;
-    s.simulator.latency_jitter_ms = 0;
+    // 20 ms a send: the campaign's 2000 deliveries take seconds to drain.
+    let s = slow_bulk(20, 50);
     let ctx = context(&s);
     let (c, _) = create(
         &pool,
@@ -1511,15 +1518,8 @@ async fn a_pause_while_the_daemon_sends_stops_it_within_one_fan_out_batch(
 ) {
     let pool = common::pool(&opts).await;
     common::seed_users(&pool, 500).await;
-    let mut s = common::settings();
-    // 10 bulk slots per platform, 50 ms a send: seconds for 1000 devices.
-    for lane in [&mut s.lanes.ios, &mut s.lanes.android] {
-        lane.concurrency = 20;
-        lane.bulk_share = 0.5;
-    }
-    s.worker.fanout_batch = 20;
-    s.simulator.latency_ms = 50;
-    s.simulator.latency_jitter_ms = 0;
+    // 50 ms a send: seconds for 1000 devices.
+    let mut s = slow_bulk(50, 20);
     s.campaigns.batch = 100;
     s.campaigns.backlog = 100;
     let ctx = context(&s);
