@@ -582,58 +582,40 @@ async fn bad_campaigns_are_refused_naming_the_field(_: PgPoolOptions, opts: PgCo
     );
 
     // A preview is checked the same way.
-    let (status, body) = call(
-        &api,
-        &admin,
-        Method::POST,
-        "/v1/campaigns/preview",
-        Some(json!({"app": APP, "segment": {}})),
-    )
-    .await;
-    assert_eq!(
-        (status.as_u16(), error(&body)),
-        (422, ("empty_audience", "segment")),
-        "{body}"
-    );
-    let (status, body) = call(
-        &api,
-        &admin,
-        Method::POST,
-        "/v1/campaigns/preview",
-        Some(json!({"app": APP, "segment": {"platforms": ["ios"], "locale": ["de"]}})),
-    )
-    .await;
-    assert_eq!(
-        (status.as_u16(), error(&body)),
-        (422, ("invalid_field", "segment.locale")),
-        "{body}"
-    );
-    let (status, body) = call(
-        &api,
-        &admin,
-        Method::POST,
-        "/v1/campaigns/preview",
-        Some(json!({"app": APP, "segment": {"all": true}, "user_list_id": uuid::Uuid::nil()})),
-    )
-    .await;
-    assert_eq!(
-        (status.as_u16(), error(&body)),
-        (422, ("unknown_user_list", "user_list_id")),
-        "{body}"
-    );
-    let (status, body) = call(
-        &api,
-        &admin,
-        Method::POST,
-        "/v1/campaigns/preview",
-        Some(json!({"app": APP, "segment": {"all": true}, "schedule": {"at": past}})),
-    )
-    .await;
-    assert_eq!(
-        (status.as_u16(), error(&body)),
-        (422, ("schedule_in_past", "schedule")),
-        "{body}"
-    );
+    let previews = [
+        (json!({"segment": {}}), "empty_audience", "segment"),
+        (
+            json!({"segment": {"platforms": ["ios"], "locale": ["de"]}}),
+            "invalid_field",
+            "segment.locale",
+        ),
+        (
+            json!({"segment": {"all": true}, "user_list_id": uuid::Uuid::nil()}),
+            "unknown_user_list",
+            "user_list_id",
+        ),
+        (
+            json!({"segment": {"all": true}, "schedule": {"at": past}}),
+            "schedule_in_past",
+            "schedule",
+        ),
+    ];
+    for (mut preview, code, field) in previews {
+        preview["app"] = json!(APP);
+        let (status, body) = call(
+            &api,
+            &admin,
+            Method::POST,
+            "/v1/campaigns/preview",
+            Some(preview),
+        )
+        .await;
+        assert_eq!(
+            (status.as_u16(), error(&body)),
+            (422, (code, field)),
+            "{body}"
+        );
+    }
 }
 
 /// Sends `body` as a chunked request (no Content-Length), the way a client
