@@ -30,7 +30,7 @@ pub async fn page(
             StatusCode::OK,
             "search.html",
             tz,
-            context! { viewer => viewer.context(), q, found => (), min_token_end => MIN_TOKEN_END },
+            context! { viewer => viewer.context(), q, found => (), nothing => false, min_token_end => MIN_TOKEN_END },
         ));
     }
     let apps: Vec<String> = match viewer.apps() {
@@ -53,7 +53,7 @@ pub async fn page(
             StatusCode::OK,
             "search.html",
             tz,
-            context! { viewer => viewer.context(), q, found, min_token_end => MIN_TOKEN_END },
+            context! { viewer => viewer.context(), q, nothing => found.is_empty(), found, min_token_end => MIN_TOKEN_END },
         )),
     }
 }
