@@ -84,11 +84,14 @@ impl App {
 
     /// What the HTTP API's handlers share (see [`crate::api`]).
     pub fn api_state(&self) -> Arc<ApiState> {
-        Arc::new(ApiState::new(
-            self.pool.clone(),
-            self.settings.clone(),
-            self.templates.clone(),
-        ))
+        Arc::new(ApiState {
+            sns: self.providers.sns().clone(),
+            ..ApiState::new(
+                self.pool.clone(),
+                self.settings.clone(),
+                self.templates.clone(),
+            )
+        })
     }
 
     /// Serves the HTTP API on `listener` in the background until `stop`.

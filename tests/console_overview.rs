@@ -497,6 +497,7 @@ async fn a_rescued_try_is_counted_once_as_lost(_: PgPoolOptions, opts: PgConnect
             label: "none",
         }),
         invalidate: None,
+        endpoint: None,
     };
     let late = [done(ids[0], 1), done(ids[1], 2)];
     deliveries::write_results(&pool, "w-gone", &late.iter().collect::<Vec<_>>())

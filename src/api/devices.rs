@@ -49,6 +49,8 @@ struct DeviceBody {
     attributes: Option<serde_json::Map<String, serde_json::Value>>,
     /// Category → consented; anything but a boolean is refused by type.
     consent: Option<BTreeMap<String, bool>>,
+    /// The token this one replaces, when the platform issued a new one.
+    previous_token: Option<String>,
 }
 
 /// `?app=`: one app instead of every app the key may see.
@@ -115,7 +117,7 @@ async fn register(
         )
         .field("platform"));
     }
-    let registered = devices::register_device(
+    let mut registered = devices::register_device(
         &state.pool,
         &Registration {
             environment: body.environment,
@@ -125,10 +127,15 @@ async fn register(
             tags: body.tags.as_deref(),
             attributes: body.attributes.as_ref(),
             consent: body.consent.as_ref(),
+            previous_token: body.previous_token.as_deref(),
             ..Registration::new(&body.app, &body.user_id, body.platform, &body.token)
         },
     )
     .await?;
+    registered.device.sns_endpoint_arn = state
+        .sns
+        .after_registration(&state.pool, &registered.device)
+        .await;
     let status = if registered.created {
         StatusCode::CREATED
     } else {

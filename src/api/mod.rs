@@ -90,6 +90,8 @@ pub struct ApiState {
     pub outbox: notifications::Outbox,
     /// What campaigns need of the configuration (routes, quiet hours).
     pub campaigns: crate::store::campaigns::Context,
+    /// The SNS routes, whose endpoints registration makes.
+    pub sns: crate::providers::sns::Endpoints,
 }
 
 impl ApiState {
@@ -99,6 +101,7 @@ impl ApiState {
             keys: Keys::new(pool.clone(), &settings.api),
             outbox: notifications::Outbox::start(pool.clone(), &settings.api),
             campaigns: crate::worker::campaigns::context(&settings),
+            sns: Default::default(),
             pool,
             settings,
             templates,

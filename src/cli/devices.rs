@@ -34,6 +34,10 @@ pub enum DevicesCommand {
         /// (kept when not given; `--tags ""` clears them).
         #[arg(long, value_delimiter = ',')]
         tags: Option<Vec<String>>,
+        /// The token this one replaces (the platform issued a new one):
+        /// the device keeps its id, history and SNS endpoint.
+        #[arg(long)]
+        previous_token: Option<String>,
     },
     /// List devices (tokens masked).
     List {
@@ -44,7 +48,8 @@ pub enum DevicesCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Unregister a device (kept, invalidated, so its history stays).
+    /// Unregister a device (kept, invalidated, so its history stays; a
+    /// running daemon deletes its SNS endpoint).
     Remove { id: i64 },
 }
 
@@ -69,6 +74,7 @@ pub(super) async fn devices_command(
             timezone,
             app_version,
             tags,
+            previous_token,
         } => {
             known_app(settings, &app)?;
             // `--tags ""` arrives as one empty tag: no tags.
@@ -87,10 +93,15 @@ pub(super) async fn devices_command(
                 &Registration {
                     app_version: app_version.as_deref(),
                     tags: tags.as_deref(),
+                    previous_token: previous_token.as_deref(),
                     ..Registration::from(&new)
                 },
             )
             .await?;
+            // Apps routed through Amazon SNS: the device's endpoint now.
+            crate::providers::sns::Endpoints::from_settings(settings)?
+                .after_registration(pool, &registered.device)
+                .await;
             println!("{}", registered.device.id);
         }
         DevicesCommand::List { app, user, json } => {

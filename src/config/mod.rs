@@ -19,8 +19,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use self::providers::{
-    ApnsSettings, AppSettings, Behaviour, FcmSettings, ProviderSettings, Secret, SimulatorRule,
-    SimulatorSettings,
+    parse_platform_application_arn, ApnsSettings, AppSettings, Behaviour, FcmSettings,
+    ProviderSettings, Secret, SimulatorRule, SimulatorSettings, SnsSettings,
 };
 pub use self::retry::{RetrySchedule, RetrySettings};
 use crate::model::Platform;
@@ -467,7 +467,13 @@ impl Settings {
             }
         }
         for (name, app) in &self.apps {
-            for p in [&app.ios, &app.android].into_iter().flatten() {
+            for (platform, p) in Platform::ALL
+                .iter()
+                .filter_map(|&pl| Some((pl, app.provider(pl)?)))
+            {
+                if let ProviderSettings::Sns(s) = p {
+                    problems.extend(s.problems(name, platform));
+                }
                 if let ProviderSettings::Fcm(f) = p {
                     if !(f.bulk_share > 0.0 && f.bulk_share <= 1.0) {
                         problems.push(format!(

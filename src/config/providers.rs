@@ -81,6 +81,8 @@ pub enum ProviderSettings {
     Apns(ApnsSettings),
     /// Firebase Cloud Messaging HTTP v1 (Android, or iOS through Firebase).
     Fcm(FcmSettings),
+    /// Amazon SNS mobile push, through the operator's platform applications.
+    Sns(SnsSettings),
 }
 
 /// A configured secret: `Debug` never shows it.
@@ -203,6 +205,141 @@ fn default_rate() -> u32 {
 }
 fn default_bulk_share() -> f64 {
     0.8
+}
+
+/// `[apps.<name>.ios]` or `.android` with `provider = "sns"`: pushes go
+/// through Amazon SNS platform applications (which hold the APNs or FCM
+/// credentials) instead of straight to APNs or FCM.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnsSettings {
+    /// The platform application for this platform's tokens: `GCM` (FCM)
+    /// for Android, `APNS` for iOS production builds, e.g.
+    /// `arn:aws:sns:eu-west-1:123456789012:app/APNS/bank-ios`.
+    pub platform_application_arn: String,
+    /// iOS: the `APNS_SANDBOX` application for development builds' tokens.
+    /// Without it, sandbox devices' sends fail saying so.
+    pub sandbox_platform_application_arn: Option<String>,
+    /// Defaults to the platform application's region.
+    pub region: Option<String>,
+    /// Another SNS endpoint: a VPC endpoint, or a local SNS for tests
+    /// (moto, LocalStack). Default: the region's public endpoint.
+    pub endpoint_url: Option<String>,
+    /// A named profile of the AWS config files; the standard credential
+    /// chain otherwise (environment, profile, web identity, instance role).
+    pub profile: Option<String>,
+    /// iOS: the default `AWS.SNS.MOBILE.APNS.PUSH_TYPE` (a message may set
+    /// its own): alert or background.
+    #[serde(default)]
+    pub push_type: crate::content::PushType,
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+}
+
+/// What a platform application ARN says: its region and platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformApplicationArn<'a> {
+    pub region: &'a str,
+    /// `APNS`, `APNS_SANDBOX`, `GCM`, ...
+    pub platform: &'a str,
+}
+
+/// Parses `arn:<partition>:sns:<region>:<account>:app/<PLATFORM>/<name>`.
+pub fn parse_platform_application_arn(arn: &str) -> Option<PlatformApplicationArn<'_>> {
+    let mut parts = arn.splitn(6, ':');
+    let (Some("arn"), Some(partition), Some("sns"), Some(region), Some(account), Some(resource)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    let mut res = resource.splitn(3, '/');
+    let (Some("app"), Some(platform), Some(name)) = (res.next(), res.next(), res.next()) else {
+        return None;
+    };
+    let ok = !partition.is_empty()
+        && !region.is_empty()
+        && account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && !platform.is_empty()
+        && !name.is_empty();
+    ok.then_some(PlatformApplicationArn { region, platform })
+}
+
+impl SnsSettings {
+    /// The problems of `[apps.<app>.<platform>]` with `provider = "sns"`:
+    /// a platform application of the wrong kind would hand every token to
+    /// the wrong service, and SNS would disable every endpoint.
+    pub(crate) fn problems(&self, app: &str, platform: Platform) -> Vec<String> {
+        let key = format!("apps.{app}.{platform}");
+        let mut problems = Vec::new();
+        let expected: &[(&str, Option<&String>, &str)] = match platform {
+            Platform::Android => &[(
+                "platform_application_arn",
+                Some(&self.platform_application_arn),
+                "GCM",
+            )],
+            Platform::Ios => &[
+                (
+                    "platform_application_arn",
+                    Some(&self.platform_application_arn),
+                    "APNS",
+                ),
+                (
+                    "sandbox_platform_application_arn",
+                    self.sandbox_platform_application_arn.as_ref(),
+                    "APNS_SANDBOX",
+                ),
+            ],
+        };
+        for (field, arn, kind) in expected {
+            let Some(arn) = arn else { continue };
+            match parse_platform_application_arn(arn) {
+                None => problems.push(format!(
+                    "{key}.{field} is {arn:?}, which is not an SNS platform application ARN; \
+                     copy it from the SNS console, e.g. \"arn:aws:sns:eu-west-1:123456789012:app/{kind}/my-app\""
+                )),
+                Some(p) if p.platform != *kind => problems.push(format!(
+                    "{key}.{field} is a {} platform application; {platform} tokens need a {kind} one",
+                    p.platform
+                )),
+                Some(_) => {}
+            }
+        }
+        if platform == Platform::Android && self.sandbox_platform_application_arn.is_some() {
+            problems.push(format!(
+                "{key}.sandbox_platform_application_arn is for iOS development builds; FCM has no sandbox, remove it"
+            ));
+        }
+        if !matches!(
+            self.push_type,
+            crate::content::PushType::Alert | crate::content::PushType::Background
+        ) {
+            problems.push(format!(
+                "{key}.push_type is {}; through SNS only alert and background are sent (use provider = \"apns\" for the others)",
+                self.push_type
+            ));
+        }
+        if let Some(url) = &self.endpoint_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                problems.push(format!(
+                    "{key}.endpoint_url is {url:?}; use a URL like \"https://sns.eu-west-1.amazonaws.com\""
+                ));
+            }
+        }
+        problems
+    }
+
+    /// The region: set, or the platform application's.
+    pub fn region(&self) -> Option<&str> {
+        self.region.as_deref().or_else(|| {
+            parse_platform_application_arn(&self.platform_application_arn).map(|a| a.region)
+        })
+    }
 }
 
 /// `[simulator]`: the in-process provider's latency and fault mix.

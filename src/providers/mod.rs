@@ -13,6 +13,7 @@ pub mod fcm;
 mod http;
 mod rate_limit;
 pub mod simulator;
+pub mod sns;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,6 +42,13 @@ pub struct Message<'a> {
     /// FCM `ttl: "0s"`).
     pub now_or_never: bool,
     pub content: &'a Rendered,
+    pub device_id: i64,
+    /// SNS: the device's platform endpoint, when it has one.
+    pub endpoint_arn: Option<&'a str>,
+    /// SNS: the endpoint may no longer match the device (it registered
+    /// again, its token was replaced, the ARN was imported) and is checked
+    /// before publishing.
+    pub endpoint_stale: bool,
 }
 
 impl Message<'_> {
@@ -52,6 +60,15 @@ impl Message<'_> {
         match self.collapse_key {
             Some(k) => k.into(),
             None => self.notification_id.to_string().into(),
+        }
+    }
+
+    /// The time left to live in whole seconds (0 for now-or-never).
+    pub fn ttl_seconds(&self) -> i64 {
+        if self.now_or_never {
+            0
+        } else {
+            (self.expires_at - Utc::now()).num_seconds().max(0)
         }
     }
 
@@ -158,6 +175,9 @@ pub struct Accepted {
     /// The provider's id for the message (`apns-id`, FCM message name).
     pub provider_message_id: Option<String>,
     pub status: Option<u16>,
+    /// SNS: the device's platform endpoint, when the send created or
+    /// repaired it (stored on the device by the completer).
+    pub endpoint_arn: Option<String>,
 }
 
 #[async_trait]
@@ -191,6 +211,12 @@ pub enum ProviderSetupError {
         platform: Platform,
         source: fcm::FcmSetupError,
     },
+    #[error("apps.{app}.{platform}: {source}")]
+    Sns {
+        app: String,
+        platform: Platform,
+        source: sns::SnsSetupError,
+    },
 }
 
 /// The provider for each configured (app, platform).
@@ -201,6 +227,7 @@ pub struct Providers {
     simulator: Option<Arc<simulator::Simulator>>,
     apns_tokens: Arc<Vec<Arc<apns::ProviderToken>>>,
     fcm_shared: Arc<fcm::Shared>,
+    sns: sns::Endpoints,
 }
 
 impl Providers {
@@ -213,6 +240,7 @@ impl Providers {
         let mut providers = Providers::default();
         let mut apns_tokens = Vec::new();
         let mut fcm_shared = fcm::Shared::default();
+        let sns_routes = sns::Endpoints::from_settings(settings)?;
         for (app, app_settings) in &settings.apps {
             for &platform in Platform::ALL {
                 let Some(p) = app_settings.provider(platform) else {
@@ -243,12 +271,17 @@ impl Providers {
                             }
                         })?)
                     }
+                    ProviderSettings::Sns(_) => sns_routes
+                        .get(app, platform)
+                        .expect("every SNS route was built")
+                        .clone(),
                 };
                 providers.routes.entry(app.clone()).or_default()[platform.index()] = Some(provider);
             }
         }
         providers.apns_tokens = Arc::new(apns_tokens);
         providers.fcm_shared = Arc::new(fcm_shared);
+        providers.sns = sns_routes;
         Ok(providers)
     }
 
@@ -280,6 +313,12 @@ impl Providers {
 
     pub fn get(&self, app: &str, platform: Platform) -> Option<&Arc<dyn Provider>> {
         self.routes.get(app)?[platform.index()].as_ref()
+    }
+
+    /// The SNS routes, for what manages endpoints outside a send
+    /// (registration, the reaper).
+    pub fn sns(&self) -> &sns::Endpoints {
+        &self.sns
     }
 
     /// The shared simulator, when any app uses it (tests read its counters).

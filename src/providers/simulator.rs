@@ -154,6 +154,7 @@ impl Provider for Simulator {
                 Ok(Accepted {
                     provider_message_id: Some(uuid::Uuid::new_v4().to_string()),
                     status: Some(200),
+                    endpoint_arn: None,
                 })
             }
             Some(Behaviour::Unregistered) => Err(SendError::TokenDead {

@@ -59,6 +59,9 @@ pub struct ClaimedRetry {
     pub invalidated_reason: Option<String>,
     /// When the notification was enqueued (`None`: it no longer exists).
     pub created_at: Option<DateTime<Utc>>,
+    pub sns_endpoint_arn: Option<String>,
+    /// `None` when the device no longer exists.
+    pub sns_endpoint_stale: Option<bool>,
 }
 
 /// Claims up to `limit` due retries of one platform and priority for
@@ -104,6 +107,17 @@ pub struct Completion {
     pub last_error: Option<String>,
     pub receipt: Option<Receipt>,
     pub invalidate: Option<Invalidation>,
+    /// SNS: the endpoint the send created or repaired, for the device.
+    pub endpoint: Option<EndpointUpdate>,
+}
+
+/// A device's SNS endpoint, as a send left it: stored and marked checked
+/// unless the device's token changed meanwhile.
+#[derive(Debug)]
+pub struct EndpointUpdate {
+    pub device_id: i64,
+    pub token: String,
+    pub arn: String,
 }
 
 /// One try, as support reads it back.
@@ -246,6 +260,19 @@ pub async fn write_results(
             .bind(&ids)
             .bind(&reasons)
             .bind(&since)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let endpoints: Vec<&EndpointUpdate> =
+        batch.iter().filter_map(|c| c.endpoint.as_ref()).collect();
+    if !endpoints.is_empty() {
+        let ids: Vec<i64> = endpoints.iter().map(|e| e.device_id).collect();
+        let tokens: Vec<&str> = endpoints.iter().map(|e| e.token.as_str()).collect();
+        let arns: Vec<&str> = endpoints.iter().map(|e| e.arn.as_str()).collect();
+        sqlx::query(crate::store::sns::SET_ENDPOINTS)
+            .bind(&ids)
+            .bind(&tokens)
+            .bind(&arns)
             .execute(&mut *tx)
             .await?;
     }

@@ -20,7 +20,9 @@ use crate::model::{mask_token, token_problem, Environment, Platform};
 const REGISTER: &str = include_str!("devices/register.sql");
 const LIST: &str = include_str!("devices/list.sql");
 const REMOVE: &str = include_str!("devices/remove.sql");
+const REPLACE_TOKEN: &str = include_str!("devices/replace_token.sql");
 pub(crate) const STATEMENTS: &[(&str, &str)] = &[
+    ("devices/replace_token", REPLACE_TOKEN),
     ("devices/register", REGISTER),
     ("devices/list", LIST),
     ("devices/remove", REMOVE),
@@ -96,6 +98,9 @@ pub struct Registration<'a> {
     pub attributes: Option<&'a serde_json::Map<String, serde_json::Value>>,
     /// Category → consented. A category not named is not consented to.
     pub consent: Option<&'a BTreeMap<String, bool>>,
+    /// The token this one replaces (the platform issued a new one): the
+    /// device keeps its id, history and settings under the new token.
+    pub previous_token: Option<&'a str>,
 }
 
 impl<'a> Registration<'a> {
@@ -113,6 +118,7 @@ impl<'a> Registration<'a> {
             tags: None,
             attributes: None,
             consent: None,
+            previous_token: None,
         }
     }
 }
@@ -271,6 +277,23 @@ pub async fn register_device(
     validate_token(r.platform, &token)?;
     validate(r)?;
     let tags = r.tags.map(dedup_tags);
+    let mut tx = pool.begin().await?;
+    if let Some(previous) = r.previous_token {
+        let previous = stored_token(r.platform, previous);
+        validate_token(r.platform, &previous).map_err(|e| match e {
+            DeviceError::InvalidToken { problem, .. } => invalid("previous_token", problem),
+            e => e,
+        })?;
+        if previous != token {
+            sqlx::query(REPLACE_TOKEN)
+                .bind(r.app)
+                .bind(r.platform)
+                .bind(&previous)
+                .bind(&token)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
     let row: RegisteredRow = sqlx::query_as(REGISTER)
         .bind(r.app)
         .bind(r.user_id)
@@ -283,8 +306,9 @@ pub async fn register_device(
         .bind(tags)
         .bind(r.attributes.map(Json))
         .bind(r.consent.map(Json))
-        .fetch_one(pool)
+        .fetch_one(&mut *tx)
         .await?;
+    tx.commit().await?;
     Ok(Registered {
         device: row.device,
         created: row.created,
@@ -332,6 +356,9 @@ pub struct DeviceRow {
     pub last_seen_at: Option<DateTime<Utc>>,
     pub invalidated_at: Option<DateTime<Utc>>,
     pub invalidated_reason: Option<String>,
+    /// The device's Amazon SNS platform endpoint (SNS routes only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sns_endpoint_arn: Option<String>,
 }
 
 /// Devices by app and user (each `None` for all).

@@ -21,6 +21,7 @@ pub mod quota;
 pub mod receipts;
 pub mod search;
 pub mod sessions;
+pub mod sns;
 pub mod status;
 pub mod users;
 pub mod workers;
@@ -53,6 +54,7 @@ pub fn statements() -> impl Iterator<Item = (&'static str, &'static str)> {
         sessions::STATEMENTS,
         users::STATEMENTS,
         overview::STATEMENTS,
+        sns::STATEMENTS,
         &[
             ("schema/has_migrations", HAS_MIGRATIONS),
             ("schema/applied_version", APPLIED_VERSION),

@@ -773,6 +773,9 @@ pub struct FannedOut {
     pub tokens: Vec<String>,
     pub environments: Vec<Environment>,
     pub locales: Vec<String>,
+    /// SNS endpoints (`None` for devices without one).
+    pub endpoint_arns: Vec<Option<String>>,
+    pub endpoints_stale: Vec<bool>,
 }
 
 /// Claims up to `batch` due notifications of `priority` and fans them out

@@ -16,7 +16,7 @@ use crate::config::Settings;
 use crate::content::Options;
 use crate::model::{AttemptOutcome, DeliveryState, Environment, Platform};
 use crate::providers::{Accepted, Message, Providers, SendError};
-use crate::store::deliveries::{Completion, Invalidation, Receipt, Undo};
+use crate::store::deliveries::{Completion, EndpointUpdate, Invalidation, Receipt, Undo};
 use crate::store::notifications::Content;
 use crate::templates::{Rendered, Templates};
 
@@ -29,6 +29,10 @@ pub(crate) struct Job {
     pub token: Option<String>,
     pub environment: Environment,
     pub locale: String,
+    /// SNS: the device's platform endpoint and whether it must be checked
+    /// before publishing (see `providers::sns`).
+    pub endpoint_arn: Option<String>,
+    pub endpoint_stale: bool,
     /// Tries that use up the retry budget, this one included.
     pub attempts: i32,
     /// Every try, this one included: the receipt's number.
@@ -68,6 +72,7 @@ fn unsent(job: &Job, state: DeliveryState, error: Option<String>) -> Completion 
         last_error: error,
         receipt: None,
         invalidate: None,
+        endpoint: None,
     }
 }
 
@@ -186,6 +191,9 @@ impl Executor {
             expires_at: c.expires_at,
             now_or_never: c.now_or_never,
             content: &content,
+            device_id: job.device_id,
+            endpoint_arn: job.endpoint_arn.as_deref(),
+            endpoint_stale: job.endpoint_stale,
         };
 
         // The provider's rate limit, outside the send timeout (see `admit`).
@@ -280,9 +288,9 @@ impl Executor {
             result,
             timed_out,
         } = t;
-        let (status, provider_message_id, error) = match result {
-            Ok(a) => (a.status, a.provider_message_id, None),
-            Err(e) => (e.status(), None, Some(e)),
+        let (status, provider_message_id, endpoint, error) = match result {
+            Ok(a) => (a.status, a.provider_message_id, a.endpoint_arn, None),
+            Err(e) => (e.status(), None, None, Some(e)),
         };
         // The breaker judges the provider's answers: an HTTP status, or
         // none within the send timeout. A request that failed on the
@@ -332,6 +340,11 @@ impl Executor {
             last_error: error.as_ref().map(ToString::to_string),
             receipt: None,
             invalidate: None,
+            endpoint: endpoint.map(|arn| EndpointUpdate {
+                device_id: job.device_id,
+                token: job.token.clone().unwrap_or_default(),
+                arn,
+            }),
         };
         let env = job.environment;
         let config_pause = Duration::from_secs(settings.worker.config_error_pause_secs);

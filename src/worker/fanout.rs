@@ -108,8 +108,14 @@ fn hand_over(lanes: &[Arc<Lane>], rows: Vec<FannedOut>) {
             .zip(n.platforms)
             .zip(n.tokens)
             .zip(n.environments)
-            .zip(n.locales);
-        for (((((delivery_id, device_id), platform), token), environment), locale) in devices {
+            .zip(n.locales)
+            .zip(n.endpoint_arns)
+            .zip(n.endpoints_stale);
+        for (
+            ((((((delivery_id, device_id), platform), token), environment), locale), arn),
+            stale,
+        ) in devices
+        {
             let lane = lanes
                 .iter()
                 .find(|l| l.platform() == platform)
@@ -120,6 +126,8 @@ fn hand_over(lanes: &[Arc<Lane>], rows: Vec<FannedOut>) {
                 token: Some(token),
                 environment,
                 locale,
+                endpoint_arn: arn,
+                endpoint_stale: stale,
                 attempts: 1,
                 tries: 1,
                 invalidated: None,

@@ -468,6 +468,8 @@ fn job_of_retry(row: ClaimedRetry) -> Job {
         token: row.token,
         environment: row.environment.unwrap_or(Environment::Production),
         locale: row.locale.unwrap_or_default(),
+        endpoint_arn: row.sns_endpoint_arn,
+        endpoint_stale: row.sns_endpoint_stale.unwrap_or(true),
         attempts: row.attempts,
         tries: row.tries,
         invalidated: row

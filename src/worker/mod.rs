@@ -126,6 +126,7 @@ impl Worker {
             w.lease(),
             fence.clone(),
             w.retention_days,
+            self.providers.sns().clone(),
             aux_stop.clone(),
         ));
 

@@ -267,6 +267,7 @@ impl Provider for Apns {
                 return Ok(Accepted {
                     provider_message_id: Some(id),
                     status: Some(200),
+                    endpoint_arn: None,
                 });
             }
             let retry_after = http::retry_after(resp.headers());

@@ -5,7 +5,6 @@
 //! follow Google's v1 `Message`, `AndroidNotification`, `ApnsConfig` and
 //! `FcmOptions` references.
 
-use chrono::Utc;
 use serde_json::{json, Map, Value};
 
 use crate::content::{PushType, Sound};
@@ -74,13 +73,7 @@ pub fn message(msg: &Message<'_>) -> Result<Value, SendError> {
             reason: format!("message is too big: its data keys and values and notification texts are {size} bytes, FCM allows {MAX_PAYLOAD}; not sent"),
         });
     }
-    let ttl = if msg.now_or_never {
-        0
-    } else {
-        (msg.expires_at - Utc::now())
-            .num_seconds()
-            .clamp(0, MAX_TTL_SECS)
-    };
+    let ttl = msg.ttl_seconds().min(MAX_TTL_SECS);
     let mut m = Map::new();
     m.insert("token".into(), msg.token.into());
     if !silent {
@@ -188,6 +181,7 @@ mod tests {
     use super::*;
     use crate::model::Environment;
     use crate::templates::Rendered;
+    use chrono::Utc;
 
     fn msg<'a>(platform: Platform, content: &'a Rendered) -> Message<'a> {
         Message {
@@ -200,6 +194,9 @@ mod tests {
             expires_at: Utc::now() + chrono::Duration::seconds(600),
             now_or_never: false,
             content,
+            device_id: 1,
+            endpoint_arn: None,
+            endpoint_stale: false,
         }
     }
 

@@ -192,6 +192,7 @@ impl Provider for Fcm {
                 return Ok(Accepted {
                     provider_message_id: name,
                     status: Some(200),
+                    endpoint_arn: None,
                 });
             }
             let rpc = serde_json::from_slice::<RpcBody>(&text)

@@ -11,7 +11,8 @@ WITH due AS (
     SELECT d.id, d.cancelled_at IS NOT NULL AS cancelled,
            n.template, n.title, n.body, n.data, n.collapse_key, n.options, n.created_at,
            COALESCE(n.ttl_seconds = 0, false) AS now_or_never,
-           v.token, v.environment, v.locale, v.invalidated_at, v.invalidated_reason
+           v.token, v.environment, v.locale, v.invalidated_at, v.invalidated_reason,
+           v.sns_endpoint_arn, v.sns_endpoint_stale
       FROM pushrelay.deliveries d
       LEFT JOIN pushrelay.notifications n ON n.id = d.notification_id
       LEFT JOIN pushrelay.devices v ON v.id = d.device_id
@@ -34,10 +35,10 @@ WITH due AS (
               d.tries, due.cancelled, due.template, due.title, due.body, due.data,
               due.collapse_key, due.options, due.now_or_never, due.token,
               due.environment, due.locale, due.invalidated_at, due.invalidated_reason,
-              due.created_at
+              due.created_at, due.sns_endpoint_arn, due.sns_endpoint_stale
 )
 SELECT id, notification_id, device_id, app, priority, expires_at, attempts, tries, template,
        title, body, data, collapse_key, options, now_or_never, token, environment, locale,
-       invalidated_at, invalidated_reason, created_at
+       invalidated_at, invalidated_reason, created_at, sns_endpoint_arn, sns_endpoint_stale
   FROM claimed
  WHERE NOT cancelled

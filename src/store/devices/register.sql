@@ -7,7 +7,9 @@
 -- version describe the phone and stay with the token; tags, attributes and
 -- consent describe its user, so a token that moves to another user (a new
 -- login on the same phone) starts from the defaults, never with the
--- previous user's consent. Registering reactivates an invalidated token.
+-- previous user's consent. Registering reactivates an invalidated token,
+-- and has a device's SNS endpoint checked again (it may have been
+-- disabled, or deleted while the device was invalidated).
 INSERT INTO pushrelay.devices AS v
     (app, user_id, platform, token, environment, locale, timezone, app_version, tags,
      attributes, consent, last_seen_at)
@@ -23,7 +25,8 @@ ON CONFLICT (app, platform, token) DO UPDATE
        tags = COALESCE($9, CASE WHEN v.user_id = EXCLUDED.user_id THEN v.tags ELSE '{}' END),
        attributes = COALESCE($10, CASE WHEN v.user_id = EXCLUDED.user_id THEN v.attributes ELSE '{}' END),
        consent = COALESCE($11, CASE WHEN v.user_id = EXCLUDED.user_id THEN v.consent ELSE '{}' END),
-       last_seen_at = now(), updated_at = now(), invalidated_at = NULL, invalidated_reason = NULL
+       last_seen_at = now(), updated_at = now(), invalidated_at = NULL, invalidated_reason = NULL,
+       sns_endpoint_stale = true
 RETURNING id, app, user_id, platform, token, environment, locale, timezone, app_version, tags,
           attributes, consent, created_at, updated_at, last_seen_at, invalidated_at,
-          invalidated_reason, xmax = 0 AS created
+          invalidated_reason, sns_endpoint_arn, xmax = 0 AS created

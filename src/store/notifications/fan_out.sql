@@ -33,8 +33,8 @@ WITH claimed AS (
        FOR UPDATE SKIP LOCKED
 ), targets AS (
     SELECT nextval('pushrelay.deliveries_id_seq') AS delivery_id, c.id AS notification_id,
-           d.id AS device_id, d.platform, d.token, d.environment, d.locale, c.app, c.priority,
-           c.template, c.title, c.body, c.data, c.collapse_key, c.options, c.now_or_never,
+           d.id AS device_id, d.platform, d.token, d.environment, d.locale,
+           d.sns_endpoint_arn, d.sns_endpoint_stale, c.app, c.priority, c.template, c.title, c.body, c.data, c.collapse_key, c.options, c.now_or_never,
            c.expires_at, c.created_at, c.campaign_id
       FROM claimed c
       JOIN pushrelay.devices d ON d.app = c.app AND d.user_id = c.user_id
@@ -42,7 +42,7 @@ WITH claimed AS (
        AND d.invalidated_at IS NULL AND d.app || '/' || d.platform = ANY($3)
     UNION ALL
     SELECT nextval('pushrelay.deliveries_id_seq'), c.id, d.id, d.platform, d.token, d.environment,
-           d.locale, c.app, c.priority, c.template, c.title, c.body, c.data, c.collapse_key,
+           d.locale, d.sns_endpoint_arn, d.sns_endpoint_stale, c.app, c.priority, c.template, c.title, c.body, c.data, c.collapse_key,
            c.options, c.now_or_never, c.expires_at, c.created_at, c.campaign_id
       FROM claimed c
       JOIN pushrelay.devices d ON d.id = ANY(c.device_ids) AND d.app = c.app
@@ -82,7 +82,9 @@ SELECT notification_id AS id, app, priority, template, title, body, data, collap
        array_agg(platform ORDER BY delivery_id) AS platforms,
        array_agg(token ORDER BY delivery_id) AS tokens,
        array_agg(environment ORDER BY delivery_id) AS environments,
-       array_agg(locale ORDER BY delivery_id) AS locales
+       array_agg(locale ORDER BY delivery_id) AS locales,
+       array_agg(sns_endpoint_arn ORDER BY delivery_id) AS endpoint_arns,
+       array_agg(sns_endpoint_stale ORDER BY delivery_id) AS endpoints_stale
   FROM targets
  WHERE delivery_id IN (SELECT id FROM inserted)
  GROUP BY notification_id, app, priority, template, title, body, data, collapse_key, options,
@@ -90,6 +92,7 @@ SELECT notification_id AS id, app, priority, template, title, body, data, collap
 UNION ALL
 SELECT id, app, priority, template, title, body, data, collapse_key, options, now_or_never, expires_at,
        created_at,
-       '{}'::bigint[], '{}'::bigint[], '{}'::text[], '{}'::text[], '{}'::text[], '{}'::text[]
+       '{}'::bigint[], '{}'::bigint[], '{}'::text[], '{}'::text[], '{}'::text[], '{}'::text[],
+       '{}'::text[], '{}'::boolean[]
   FROM claimed
  WHERE id NOT IN (SELECT notification_id FROM inserted)

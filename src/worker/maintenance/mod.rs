@@ -1,9 +1,11 @@
 //! Housekeeping loops of every process: the [`rescuer`] hands back the
 //! deliveries of processes that are gone, the [`cleaner`] deletes history
-//! past the retention period.
+//! past the retention period, the [`sns_reaper`] deletes the SNS endpoints
+//! of devices that are gone.
 
 pub mod cleaner;
 pub mod rescuer;
+pub mod sns_reaper;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,14 +14,17 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use super::heartbeat::Fence;
+use crate::providers::sns::Endpoints;
 
 /// Runs the rescuer every quarter lease (once this process has been heard
-/// for a whole lease itself) and the cleaner every ten minutes.
+/// for a whole lease itself), the SNS reaper as often when any app sends
+/// through SNS, and the cleaner every ten minutes.
 pub(crate) async fn run(
     pool: PgPool,
     lease: Duration,
     fence: Arc<Fence>,
     retention_days: u32,
+    sns: Endpoints,
     stop: CancellationToken,
 ) {
     let mut tick = tokio::time::interval((lease / 4).max(Duration::from_millis(250)));
@@ -33,6 +38,9 @@ pub(crate) async fn run(
         }
         if fence.healthy_for(lease) {
             rescuer::pass(&pool, lease).await;
+        }
+        if !sns.is_empty() {
+            sns_reaper::pass(&pool, &sns).await;
         }
         if retention_days > 0 && last_clean.is_none_or(|t| t.elapsed() >= clean_every) {
             last_clean = Some(tokio::time::Instant::now());
