@@ -7,6 +7,7 @@ pub mod browser;
 pub mod console;
 #[cfg(feature = "mock")]
 pub mod mock;
+pub mod moto;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -52,8 +52,13 @@ where
     match err {
         SdkError::ServiceError(e) => {
             let status = e.raw().status().as_u16();
-            let code = err.code().unwrap_or("");
-            let reason = mask(match err.message() {
+            // An answer outside the modeled shape (an authorization error
+            // from a front end, say) still names its code in the XML.
+            let body = e.raw().body().bytes().map(String::from_utf8_lossy);
+            let tag = |name: &str| body.as_deref().and_then(|b| xml_tag(b, name));
+            let code = err.code().or_else(|| tag("Code")).unwrap_or("");
+            let message = err.message().or_else(|| tag("Message"));
+            let reason = mask(match message {
                 Some(m) if !m.is_empty() => format!("{code}: {m}"),
                 _ if code.is_empty() => format!("HTTP {status}"),
                 _ => code.to_owned(),
@@ -104,6 +109,14 @@ where
             reason: mask(aws_sdk_sns::error::DisplayErrorContext(err).to_string()),
         },
     }
+}
+
+/// The text of the first `<name>` element of an XML answer.
+fn xml_tag<'a>(body: &'a str, name: &str) -> Option<&'a str> {
+    let open = format!("<{name}>");
+    let start = body.find(&open)? + open.len();
+    let len = body[start..].find(&format!("</{name}>"))?;
+    Some(body[start..start + len].trim())
 }
 
 fn credentials_missing<E, R>(err: &SdkError<E, R>) -> bool
@@ -167,6 +180,19 @@ mod tests {
 
     fn what(status: u16, code: &str) -> crate::model::AttemptOutcome {
         classify_code(status, code, code.into()).outcome()
+    }
+
+    #[test]
+    fn codes_are_read_from_unmodeled_answers() {
+        let body = "<Response><Errors><Error><Code>InvalidClientTokenId</Code>\
+                    <Message>The security token included in the request is invalid.</Message>\
+                    </Error></Errors></Response>";
+        assert_eq!(xml_tag(body, "Code"), Some("InvalidClientTokenId"));
+        assert_eq!(
+            xml_tag(body, "Message"),
+            Some("The security token included in the request is invalid.")
+        );
+        assert_eq!(xml_tag("<html>500</html>", "Code"), None);
     }
 
     #[test]

@@ -35,9 +35,9 @@ use sqlx::PgPool;
 use self::classify::classify;
 use super::{Accepted, Message, Provider, ProviderSetupError, SendError};
 use crate::config::{ProviderSettings, Settings, SnsSettings};
-use crate::store::devices::DeviceRow;
 use crate::content::PushType;
 use crate::model::{Environment, Platform};
+use crate::store::devices::DeviceRow;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnsSetupError {
@@ -429,7 +429,8 @@ impl Endpoints {
             environment: d.environment,
             known: d.sns_endpoint_arn.as_deref(),
         };
-        let arn = match tokio::time::timeout(REGISTRATION_WAIT, sns.ensure_endpoint(&device)).await {
+        let arn = match tokio::time::timeout(REGISTRATION_WAIT, sns.ensure_endpoint(&device)).await
+        {
             Ok(Ok(arn)) => arn,
             Ok(Err(e)) => {
                 tracing::warn!(device_id = d.id, app = %d.app, error = %e,

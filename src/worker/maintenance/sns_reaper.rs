@@ -33,7 +33,8 @@ pub async fn pass(pool: &PgPool, endpoints: &Endpoints) {
         let done: Vec<Doomed> = stream::iter(doomed)
             .map(|d| async move {
                 let sns = endpoints.get(&d.app, d.platform)?;
-                match tokio::time::timeout(CALL_TIMEOUT, sns.delete_endpoint(&d.endpoint_arn)).await {
+                match tokio::time::timeout(CALL_TIMEOUT, sns.delete_endpoint(&d.endpoint_arn)).await
+                {
                     Ok(Ok(())) => Some(d),
                     Ok(Err(e)) => {
                         tracing::warn!(endpoint = %d.endpoint_arn, error = %e,
@@ -53,7 +54,10 @@ pub async fn pass(pool: &PgPool, endpoints: &Endpoints) {
                 return;
             }
             metrics::counter!("pushrelay_sns_endpoints_deleted_total").increment(done.len() as u64);
-            tracing::info!(deleted = done.len(), "deleted SNS endpoints of devices that are gone");
+            tracing::info!(
+                deleted = done.len(),
+                "deleted SNS endpoints of devices that are gone"
+            );
         }
         // Stop on a short batch, or when nothing of a full one could be
         // deleted (SNS away): the next pass tries again.
