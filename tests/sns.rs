@@ -570,3 +570,26 @@ async fn rejected_credentials_pause_the_app(_: PgPoolOptions, opts: PgConnectOpt
         "the delivery waits for the pause to end"
     );
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_device_moving_to_production_moves_to_its_application(
+    _: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let pool = pool(&opts).await;
+    let moto = moto::moto();
+    let a = apps(moto).await;
+    let api = api::spawn(&pool, settings(moto, &a)).await;
+    let key = api::key(&pool, &["devices"], None).await;
+    let t = apns_token();
+    // A development build, then the App Store build on the same phone.
+    let dev = device(&api, &key, "u1", "ios", &t, "sandbox").await;
+    let prod = device(&api, &key, "u1", "ios", &t, "production").await;
+    assert_eq!(id(&dev), id(&prod));
+    assert!(arn(&prod).contains(":endpoint/APNS/"), "{prod}");
+    assert_eq!(moto.endpoints(&a.ios).await.len(), 1);
+    assert!(
+        moto.attributes(&arn(&dev)).await.is_none(),
+        "the sandbox endpoint is deleted"
+    );
+}

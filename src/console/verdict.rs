@@ -295,6 +295,7 @@ pub fn provider_name(p: &str) -> String {
     match p {
         "apns" => "APNs".to_owned(),
         "fcm" => "FCM".to_owned(),
+        "sns" => "Amazon SNS".to_owned(),
         // A rescued attempt: the process that made it is gone.
         "(unknown)" | "" | "(none)" => "the provider".to_owned(),
         other => other.to_owned(),
@@ -503,6 +504,27 @@ mod tests {
         n.deliveries.push(d);
         // Accepted at the end of the try: 10:42:02 + 182 ms.
         assert_eq!(v(&n), "Delivered to the iOS device at 10:42:02.");
+    }
+
+    #[test]
+    fn sns_answers_in_its_own_words() {
+        let mut n = notification(NotificationState::Dispatched);
+        let mut a = android(2, DeliveryState::TokenDead);
+        a.history.push(attempt(
+            1,
+            "sns",
+            at(10, 42, 3),
+            AttemptOutcome::TokenDead,
+            Some(400),
+            Some("EndpointDisabled: Endpoint is disabled"),
+            None,
+        ));
+        n.deliveries = vec![a];
+        assert_eq!(
+            v(&n),
+            "Not delivered: the Android device's token was dead (Amazon SNS EndpointDisabled) \
+             and has been removed."
+        );
     }
 
     #[test]

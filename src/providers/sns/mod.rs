@@ -147,12 +147,29 @@ impl Sns {
     #[tracing::instrument(skip_all, fields(device_id = device.id))]
     pub async fn ensure_endpoint(&self, device: &Device<'_>) -> Result<String, SendError> {
         let user_data = device.user_data();
-        if let Some(arn) = device.known {
-            if self.check(arn, device, &user_data).await? == Found::Yes {
-                return Ok(arn.to_owned());
-            }
-        }
         let application = self.application(device.environment)?;
+        match device.known {
+            Some(arn) if !belongs_to(arn, application) => {
+                // The device moved between sandbox and production, or the
+                // ARN came from another application: that endpoint goes.
+                if let Err(e) = self.delete_endpoint(arn).await {
+                    tracing::warn!(endpoint = arn, error = %e,
+                        "could not delete the device's endpoint of another platform application");
+                }
+            }
+            Some(arn) => match self.check(arn, device, &user_data).await {
+                Ok(Found::Yes) => return Ok(arn.to_owned()),
+                Ok(Found::No) => {}
+                // The endpoint refuses the token (SNS holds it in another
+                // endpoint of the application): make, or take over, that.
+                Err(SendError::Permanent { reason, .. }) => {
+                    tracing::warn!(endpoint = arn, %reason,
+                        "the device's endpoint cannot be repaired; making another");
+                }
+                Err(e) => return Err(e),
+            },
+            None => {}
+        }
         let created = self
             .client
             .create_platform_endpoint()
@@ -303,6 +320,14 @@ impl Device<'_> {
     fn user_data(&self) -> String {
         format!("pushrelay device {}", self.id)
     }
+}
+
+/// Whether an endpoint is one of a platform application's:
+/// `…:endpoint/APNS/bank/<id>` of `…:app/APNS/bank`.
+fn belongs_to(endpoint: &str, application: &str) -> bool {
+    endpoint
+        .rsplit_once('/')
+        .is_some_and(|(head, _)| head.replacen(":endpoint/", ":app/", 1) == application)
 }
 
 /// The ARN in SNS's "Endpoint <arn> already exists with the same Token,
@@ -463,6 +488,24 @@ impl Endpoints {
 mod tests {
     use super::*;
     use aws_sdk_sns::error::{ErrorMetadata, SdkError};
+
+    #[test]
+    fn endpoints_belong_to_their_application() {
+        let app = "arn:aws:sns:eu-west-1:123456789012:app/APNS/bank";
+        assert!(belongs_to(
+            "arn:aws:sns:eu-west-1:123456789012:endpoint/APNS/bank/1f2e",
+            app
+        ));
+        assert!(!belongs_to(
+            "arn:aws:sns:eu-west-1:123456789012:endpoint/APNS_SANDBOX/bank/1f2e",
+            app
+        ));
+        assert!(!belongs_to(
+            "arn:aws:sns:eu-west-1:123456789012:endpoint/APNS/bank2/1f2e",
+            app
+        ));
+        assert!(!belongs_to("not-an-arn", app));
+    }
 
     #[test]
     fn the_existing_endpoint_is_read_from_the_answer() {
