@@ -593,3 +593,70 @@ async fn a_device_moving_to_production_moves_to_its_application(
         "the sandbox endpoint is deleted"
     );
 }
+
+/// `pushrelay devices add`, as an operator runs it, makes the endpoint and
+/// moves it to a replacing token.
+#[sqlx::test(migrations = false)]
+async fn the_cli_registers_devices_with_their_endpoints(_: PgPoolOptions, opts: PgConnectOptions) {
+    let pool = pool(&opts).await;
+    let moto = moto::moto();
+    let a = apps(moto).await;
+    let config = std::env::temp_dir().join(format!("pushrelay-sns-{}.toml", uuid::Uuid::new_v4()));
+    std::fs::write(
+        &config,
+        format!(
+            "[database]\nurl = \"postgres://{}@{}:{}/{}\"\n\
+             [apps.bank.android]\nprovider = \"sns\"\nplatform_application_arn = \"{}\"\nendpoint_url = \"{}\"\n",
+            opts.get_username(),
+            opts.get_host(),
+            opts.get_port(),
+            opts.get_database().unwrap(),
+            a.android,
+            moto.url
+        ),
+    )
+    .unwrap();
+    let add = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pushrelay"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_remove("DATABASE_URL")
+            .arg("--config")
+            .arg(&config)
+            .args([
+                "devices",
+                "add",
+                "--app",
+                "bank",
+                "--user",
+                "u1",
+                "--platform",
+                "android",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse::<i64>()
+            .unwrap()
+    };
+    let (first, second) = (token(), token());
+    let id = add(&["--token", &first]);
+    let endpoints = moto.endpoints(&a.android).await;
+    assert_eq!(endpoints.len(), 1, "{endpoints:?}");
+    assert_eq!(
+        stored_arn(&pool, id).await.as_deref(),
+        Some(endpoints[0].0.as_str())
+    );
+    assert_eq!(add(&["--token", &second, "--previous-token", &first]), id);
+    let endpoints = moto.endpoints(&a.android).await;
+    assert_eq!(endpoints.len(), 1, "{endpoints:?}");
+    assert_eq!(endpoints[0].1["Token"], second);
+    std::fs::remove_file(config).unwrap();
+}

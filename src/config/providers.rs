@@ -304,7 +304,7 @@ impl SnsSettings {
                      copy it from the SNS console, e.g. \"arn:aws:sns:eu-west-1:123456789012:app/{kind}/my-app\""
                 )),
                 Some(p) if p.platform != *kind => problems.push(format!(
-                    "{key}.{field} is a {} platform application; {platform} tokens need a {kind} one",
+                    "{key}.{field} is a {} platform application; {platform} tokens need one of kind {kind}",
                     p.platform
                 )),
                 Some(_) => {}
@@ -339,6 +339,58 @@ impl SnsSettings {
         self.region.as_deref().or_else(|| {
             parse_platform_application_arn(&self.platform_application_arn).map(|a| a.region)
         })
+    }
+}
+
+#[cfg(test)]
+mod sns_tests {
+    use super::*;
+
+    fn sns(arn: &str, sandbox: Option<&str>) -> SnsSettings {
+        SnsSettings {
+            platform_application_arn: arn.into(),
+            sandbox_platform_application_arn: sandbox.map(Into::into),
+            region: None,
+            endpoint_url: None,
+            profile: None,
+            push_type: Default::default(),
+            connect_timeout_ms: 5_000,
+        }
+    }
+
+    const APNS: &str = "arn:aws:sns:eu-west-1:123456789012:app/APNS/bank";
+    const SANDBOX: &str = "arn:aws:sns:eu-west-1:123456789012:app/APNS_SANDBOX/bank-dev";
+    const GCM: &str = "arn:aws:sns:eu-west-1:123456789012:app/GCM/bank";
+
+    #[test]
+    fn platform_applications_of_the_right_kind_pass() {
+        assert!(sns(APNS, Some(SANDBOX))
+            .problems("bank", Platform::Ios)
+            .is_empty());
+        assert!(sns(GCM, None)
+            .problems("bank", Platform::Android)
+            .is_empty());
+        assert_eq!(sns(APNS, None).region(), Some("eu-west-1"));
+    }
+
+    #[test]
+    fn a_wrong_platform_application_is_refused_in_plain_words() {
+        let p = sns(GCM, Some(APNS)).problems("bank", Platform::Ios);
+        assert_eq!(
+            p,
+            [
+                "apps.bank.ios.platform_application_arn is a GCM platform application; ios tokens need one of kind APNS",
+                "apps.bank.ios.sandbox_platform_application_arn is a APNS platform application; ios tokens need one of kind APNS_SANDBOX",
+            ]
+        );
+        let p = sns("arn:aws:sns:eu-west-1:1234:app/GCM/bank", None)
+            .problems("bank", Platform::Android);
+        assert!(
+            p[0].contains("is not an SNS platform application ARN"),
+            "{p:?}"
+        );
+        let p = sns(GCM, Some(SANDBOX)).problems("bank", Platform::Android);
+        assert!(p[0].contains("FCM has no sandbox"), "{p:?}");
     }
 }
 
