@@ -81,6 +81,34 @@ async fn notify(pool: &PgPool, user: &str) {
     .unwrap();
 }
 
+/// Runs a daemon until one notification to u1 leaves `until` (a count
+/// query) at `want`, then stops it.
+async fn send_to_u1(pool: &PgPool, s: pushrelay::config::Settings, until: &str, want: i64) {
+    let running = common::start(pool, s);
+    notify(pool, "u1").await;
+    wait_for(pool, until, want).await;
+    common::stop(running).await;
+}
+
+const TOKEN_DEAD: &str = "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'token_dead'";
+const FAILED: &str = "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'failed'";
+
+/// A device of u1 inserted by SQL, as an operator's import does, with an
+/// endpoint ARN (and whether it is to be checked) if given.
+async fn insert_device(pool: &PgPool, token: &str, arn: Option<(&str, bool)>) -> i64 {
+    sqlx::query_scalar(
+        "INSERT INTO pushrelay.devices
+             (app, user_id, platform, token, sns_endpoint_arn, sns_endpoint_stale)
+         VALUES ('bank', 'u1', 'android', $1, $2, COALESCE($3, true)) RETURNING id",
+    )
+    .bind(token)
+    .bind(arn.map(|a| a.0))
+    .bind(arn.map(|a| a.1))
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
 async fn stored_arn(pool: &PgPool, device_id: i64) -> Option<String> {
     sqlx::query_scalar("SELECT sns_endpoint_arn FROM pushrelay.devices WHERE id = $1")
         .bind(device_id)
@@ -193,10 +221,7 @@ async fn registration_makes_one_endpoint_and_sends_reach_sns_exactly(
     assert!(arn(&android).contains(":endpoint/GCM/"), "{android}");
     assert_eq!(stored_arn(&pool, id(&android)).await, Some(arn(&android)));
 
-    let running = common::start(&pool, s);
-    notify(&pool, "u1").await;
-    wait_for(&pool, common::DELIVERED, 3).await;
-    common::stop(running).await;
+    send_to_u1(&pool, s, common::DELIVERED, 3).await;
 
     // Each receipt names SNS's message id of what SNS received.
     let mut received = Vec::new();
@@ -272,12 +297,7 @@ async fn a_disabled_endpoint_kills_the_token_and_is_deleted(
     moto.set_enabled(&arn(&d), false).await;
     let running = common::start(&pool, settings(moto, &a));
     notify(&pool, "u1").await;
-    wait_for(
-        &pool,
-        "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'token_dead'",
-        1,
-    )
-    .await;
+    wait_for(&pool, TOKEN_DEAD, 1).await;
     let tries = attempts(&pool, id(&d)).await;
     assert_eq!(tries.len(), 1, "a dead token is not retried: {tries:?}");
     assert_eq!(tries[0].1, "token_dead");
@@ -342,10 +362,7 @@ async fn a_token_change_updates_the_same_endpoint(_: PgPoolOptions, opts: PgConn
     assert_eq!(endpoints.len(), 1, "{endpoints:?}");
     assert_eq!(endpoints[0].1["Token"], new_token.as_str());
 
-    let running = common::start(&pool, settings(moto, &a));
-    notify(&pool, "u1").await;
-    wait_for(&pool, common::DELIVERED, 1).await;
-    common::stop(running).await;
+    send_to_u1(&pool, settings(moto, &a), common::DELIVERED, 1).await;
     assert_eq!(moto.messages(&arn(&d)).await.len(), 1);
 }
 
@@ -357,16 +374,8 @@ async fn an_endpoint_made_elsewhere_is_taken_over(_: PgPoolOptions, opts: PgConn
     let t = token();
     // The processor pushrelay replaces made the endpoint with its own data.
     let legacy = moto
-        .client()
-        .create_platform_endpoint()
-        .platform_application_arn(&a.android)
-        .token(&t)
-        .custom_user_data("legacy-processor customer 42")
-        .send()
-        .await
-        .unwrap()
-        .endpoint_arn
-        .unwrap();
+        .foreign_endpoint(&a.android, &t, Some("legacy-processor customer 42"))
+        .await;
     let api = api::spawn(&pool, settings(moto, &a)).await;
     let key = api::key(&pool, &["devices"], None).await;
     let d = device(&api, &key, "u1", "android", &t, "production").await;
@@ -432,14 +441,7 @@ async fn a_device_inserted_by_sql_gets_its_endpoint_at_its_first_send(
     let pool = pool(&opts).await;
     let moto = moto::moto();
     let a = apps(moto).await;
-    let device_id: i64 = sqlx::query_scalar(
-        "INSERT INTO pushrelay.devices (app, user_id, platform, token)
-         VALUES ('bank', 'u1', 'android', $1) RETURNING id",
-    )
-    .bind(token())
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let device_id = insert_device(&pool, &token(), None).await;
     let running = common::start(&pool, settings(moto, &a));
     notify(&pool, "u1").await;
     wait_for(&pool, common::DELIVERED, 1).await;
@@ -475,10 +477,7 @@ async fn an_endpoint_deleted_behind_our_back_is_made_again(
         .send()
         .await
         .unwrap();
-    let running = common::start(&pool, settings(moto, &a));
-    notify(&pool, "u1").await;
-    wait_for(&pool, common::DELIVERED, 1).await;
-    common::stop(running).await;
+    send_to_u1(&pool, settings(moto, &a), common::DELIVERED, 1).await;
     let now = stored_arn(&pool, id(&d)).await.unwrap();
     assert_ne!(now, arn(&d), "a new endpoint");
     assert_eq!(moto.messages(&now).await.len(), 1);
@@ -490,28 +489,40 @@ async fn an_endpoint_deleted_behind_our_back_is_made_again(
 }
 
 #[sqlx::test(migrations = false)]
+async fn an_imported_endpoint_is_checked_and_used(_: PgPoolOptions, opts: PgConnectOptions) {
+    let pool = pool(&opts).await;
+    let moto = moto::moto();
+    let a = apps(moto).await;
+    let t = token();
+    // The previous processor's endpoint for the token, disabled meanwhile
+    // (the app was reinstalled, say), imported by SQL.
+    let imported = moto.foreign_endpoint(&a.android, &t, None).await;
+    moto.set_enabled(&imported, false).await;
+    let device_id = insert_device(&pool, &t, Some((&imported, true))).await;
+    send_to_u1(&pool, settings(moto, &a), common::DELIVERED, 1).await;
+    assert_eq!(moto.attributes(&imported).await.unwrap()["Enabled"], "true");
+    assert_eq!(moto.messages(&imported).await.len(), 1);
+    assert_eq!(
+        moto.endpoints(&a.android).await.len(),
+        1,
+        "no second endpoint"
+    );
+    assert_eq!(
+        stored_arn(&pool, device_id).await.as_deref(),
+        Some(imported.as_str())
+    );
+}
+
+#[sqlx::test(migrations = false)]
 async fn a_malformed_publish_is_permanent(_: PgPoolOptions, opts: PgConnectOptions) {
     let pool = pool(&opts).await;
     let moto = moto::moto();
     let a = apps(moto).await;
     // An endpoint ARN imported from another processor, mangled on the way.
-    let device_id: i64 = sqlx::query_scalar(
-        "INSERT INTO pushrelay.devices (app, user_id, platform, token, sns_endpoint_arn, sns_endpoint_stale)
-         VALUES ('bank', 'u1', 'android', $1, 'arn:aws:sns:eu-west-1:mangled', false) RETURNING id",
-    )
-    .bind(token())
-    .fetch_one(&pool)
-    .await
-    .unwrap();
-    let running = common::start(&pool, settings(moto, &a));
-    notify(&pool, "u1").await;
-    wait_for(
-        &pool,
-        "SELECT count(*) FROM pushrelay.deliveries WHERE state = 'failed'",
-        1,
-    )
-    .await;
-    common::stop(running).await;
+    // Marked checked, so the send publishes to it straight away.
+    let mangled = Some(("arn:aws:sns:eu-west-1:mangled", false));
+    let device_id = insert_device(&pool, &token(), mangled).await;
+    send_to_u1(&pool, settings(moto, &a), FAILED, 1).await;
     let tries = attempts(&pool, device_id).await;
     assert_eq!(tries.len(), 1, "not retried: {tries:?}");
     assert_eq!(tries[0].1, "permanent");

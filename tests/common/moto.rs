@@ -144,6 +144,26 @@ impl Moto {
             .unwrap()
     }
 
+    /// An endpoint made outside pushrelay (by the processor it replaces),
+    /// with that processor's user data, if any.
+    pub async fn foreign_endpoint(
+        &self,
+        application: &str,
+        token: &str,
+        user_data: Option<&str>,
+    ) -> String {
+        self.client()
+            .create_platform_endpoint()
+            .platform_application_arn(application)
+            .token(token)
+            .set_custom_user_data(user_data.map(Into::into))
+            .send()
+            .await
+            .expect("create platform endpoint")
+            .endpoint_arn
+            .unwrap()
+    }
+
     /// The endpoints of a platform application: (ARN, attributes).
     pub async fn endpoints(
         &self,
