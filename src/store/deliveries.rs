@@ -263,9 +263,11 @@ pub async fn write_results(
             .execute(&mut *tx)
             .await?;
     }
-    let endpoints: Vec<&EndpointUpdate> =
+    let mut endpoints: Vec<&EndpointUpdate> =
         batch.iter().filter_map(|c| c.endpoint.as_ref()).collect();
     if !endpoints.is_empty() {
+        // In id order, as every completer locks them: none waits on another.
+        endpoints.sort_unstable_by_key(|e| e.device_id);
         let ids: Vec<i64> = endpoints.iter().map(|e| e.device_id).collect();
         let tokens: Vec<&str> = endpoints.iter().map(|e| e.token.as_str()).collect();
         let arns: Vec<&str> = endpoints.iter().map(|e| e.arn.as_str()).collect();

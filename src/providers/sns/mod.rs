@@ -187,14 +187,18 @@ impl Sns {
                 None => return Err(classify(&e, device.token)),
             },
         };
+        let gone = |what: &str| SendError::Transient {
+            status: None,
+            reason: format!("SNS made an endpoint but {what}"),
+            retry_after: None,
+        };
+        if arn.is_empty() {
+            return Err(gone("named no ARN"));
+        }
         // An existing endpoint comes back as it is, disabled or not.
         match self.check(&arn, device, &user_data).await? {
-            Found::Yes if !arn.is_empty() => Ok(arn),
-            _ => Err(SendError::Transient {
-                status: None,
-                reason: "SNS created an endpoint but it could not be read back".into(),
-                retry_after: None,
-            }),
+            Found::Yes => Ok(arn),
+            Found::No => Err(gone("it was gone right after")),
         }
     }
 
