@@ -74,7 +74,7 @@ run() { "$PUSHRELAY_BIN" --config "$work/config.toml" "$@"; }
 run migrate >/dev/null
 q "INSERT INTO pushrelay.devices (app, user_id, platform, token)
    SELECT 'bench', 'u' || i, 'android', 'fcm-bench-token-' || i FROM generate_series(1, $N) i"
-run run >"$work/daemon.log" 2>&1 &
+"$PUSHRELAY_BIN" --config "$work/config.toml" run >"$work/daemon.log" 2>&1 &
 daemon=$!
 
 round() {
