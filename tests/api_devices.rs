@@ -765,3 +765,46 @@ async fn erasing_a_user_while_a_send_is_in_flight_leaves_the_worker_running(
     );
     assert_eq!(count(&pool, DELIVERED).await, 1);
 }
+
+/// A new token for the same phone (`previous_token`): the device keeps its
+/// row; when the new token is registered already, the old one's device is
+/// invalidated instead; an unknown previous token changes nothing.
+#[sqlx::test(migrations = false)]
+async fn a_replaced_token_keeps_the_device(_: PgPoolOptions, opts: PgConnectOptions) {
+    let pool = pool(&opts).await;
+    let api = spawn(&pool, settings()).await;
+    let k = key(&pool, &["devices"], None).await;
+    let (_, first) = put_device(&api, &k, device("u1", "android", "fcm-token-one-1")).await;
+    let mut moved = device("u1", "android", "fcm-token-two-2");
+    moved["previous_token"] = json!("fcm-token-one-1");
+    let (status, second) = put_device(&api, &k, moved).await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    assert_eq!(
+        second["id"], first["id"],
+        "the same device, under its new token"
+    );
+    assert_eq!(user_devices(&api, &k, "u1").await.len(), 1);
+
+    // Both tokens known: the old one's device is invalidated.
+    let (_, third) = put_device(&api, &k, device("u1", "android", "fcm-token-three-3")).await;
+    let mut again = device("u1", "android", "fcm-token-three-3");
+    again["previous_token"] = json!("fcm-token-two-2");
+    let (status, kept) = put_device(&api, &k, again).await;
+    assert_eq!(status, StatusCode::OK, "{kept}");
+    assert_eq!(kept["id"], third["id"]);
+    let devices = user_devices(&api, &k, "u1").await;
+    let old = devices.iter().find(|d| d["id"] == first["id"]).unwrap();
+    assert_eq!(old["invalidated_reason"], "replaced by a newer token");
+
+    // An unknown previous token: a plain registration.
+    let mut unknown = device("u2", "android", "fcm-token-four-4");
+    unknown["previous_token"] = json!("fcm-token-never-seen");
+    let (status, body) = put_device(&api, &k, unknown).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // A previous token that cannot be a token is named.
+    let mut bad = device("u2", "ios", &ios_token("ab", 1));
+    bad["previous_token"] = json!("not hex");
+    let (status, body) = put_device(&api, &k, bad).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["field"], "previous_token", "{body}");
+}
