@@ -51,6 +51,15 @@ async fn a_users_notifications_are_paged_newest_first(_: PgPoolOptions, opts: Pg
     let pool = pool(&opts).await;
     let api = spawn(&pool, settings()).await;
     add_device(&pool, "pat", Platform::Ios, &ios_token("a1", 1)).await;
+    // A second device, sent to through Amazon SNS: its endpoint is shown.
+    let arn = "arn:aws:sns:eu-west-1:123456789012:endpoint/GCM/bank/5e7f";
+    let android = add_device(&pool, "pat", Platform::Android, "fcm-token-of-pat-2").await;
+    sqlx::query("UPDATE pushrelay.devices SET sns_endpoint_arn = $2 WHERE id = $1")
+        .bind(android)
+        .bind(arn)
+        .execute(&pool)
+        .await
+        .unwrap();
     notify(&pool, APP, "pat", 30).await;
     let cookie = sign_in(&api, &key(&pool, &["read"], None).await).await;
 
@@ -61,6 +70,12 @@ async fn a_users_notifications_are_paged_newest_first(_: PgPoolOptions, opts: Pg
     let want: Vec<String> = (6..=30).rev().map(|i| format!("n{i:02}")).collect();
     assert_eq!(titles(&first), want);
     assert!(first.contains("iOS"), "the device is listed");
+    // HTML-escaped, as every value the console shows.
+    let shown = arn.replace('/', "&#x2f;");
+    assert!(
+        first.contains(&format!("SNS endpoint <code>{shown}</code>")),
+        "{first}"
+    );
 
     let href = first
         .split("rel=\"next\" href=\"")
