@@ -277,24 +277,18 @@ pub async fn register_device(
     validate_token(r.platform, &token)?;
     validate(r)?;
     let tags = r.tags.map(dedup_tags);
-    let mut tx = pool.begin().await?;
-    if let Some(previous) = r.previous_token {
-        let previous = stored_token(r.platform, previous);
-        validate_token(r.platform, &previous).map_err(|e| match e {
-            DeviceError::InvalidToken { problem, .. } => invalid("previous_token", problem),
-            e => e,
-        })?;
-        if previous != token {
-            sqlx::query(REPLACE_TOKEN)
-                .bind(r.app)
-                .bind(r.platform)
-                .bind(&previous)
-                .bind(&token)
-                .execute(&mut *tx)
-                .await?;
+    let previous = match r.previous_token {
+        Some(p) => {
+            let p = stored_token(r.platform, p);
+            validate_token(r.platform, &p).map_err(|e| match e {
+                DeviceError::InvalidToken { problem, .. } => invalid("previous_token", problem),
+                e => e,
+            })?;
+            (p != token).then_some(p)
         }
-    }
-    let row: RegisteredRow = sqlx::query_as(REGISTER)
+        None => None,
+    };
+    let register = sqlx::query_as::<_, RegisteredRow>(REGISTER)
         .bind(r.app)
         .bind(r.user_id)
         .bind(r.platform)
@@ -305,10 +299,25 @@ pub async fn register_device(
         .bind(r.app_version)
         .bind(tags)
         .bind(r.attributes.map(Json))
-        .bind(r.consent.map(Json))
-        .fetch_one(&mut *tx)
-        .await?;
-    tx.commit().await?;
+        .bind(r.consent.map(Json));
+    // A transaction only when a token is replaced: the usual registration
+    // (every app launch) stays one statement.
+    let row = match previous {
+        None => register.fetch_one(pool).await?,
+        Some(previous) => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(REPLACE_TOKEN)
+                .bind(r.app)
+                .bind(r.platform)
+                .bind(&previous)
+                .bind(&token)
+                .execute(&mut *tx)
+                .await?;
+            let row = register.fetch_one(&mut *tx).await?;
+            tx.commit().await?;
+            row
+        }
+    };
     Ok(Registered {
         device: row.device,
         created: row.created,

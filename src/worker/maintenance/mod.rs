@@ -30,6 +30,7 @@ pub(crate) async fn run(
     let mut tick = tokio::time::interval((lease / 4).max(Duration::from_millis(250)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let clean_every = Duration::from_secs(600);
+    let sns_routes = sns.route_names();
     let mut last_clean: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
@@ -40,7 +41,7 @@ pub(crate) async fn run(
             rescuer::pass(&pool, lease).await;
         }
         if !sns.is_empty() {
-            sns_reaper::pass(&pool, &sns).await;
+            sns_reaper::pass(&pool, &sns, &sns_routes).await;
         }
         if retention_days > 0 && last_clean.is_none_or(|t| t.elapsed() >= clean_every) {
             last_clean = Some(tokio::time::Instant::now());

@@ -19,10 +19,10 @@ const CONCURRENCY: usize = 8;
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One pass over what is to be deleted, in batches while they come full.
-pub async fn pass(pool: &PgPool, endpoints: &Endpoints) {
-    let routes = endpoints.route_names();
+/// `routes` are `endpoints`' names (`Endpoints::route_names`).
+pub async fn pass(pool: &PgPool, endpoints: &Endpoints, routes: &[String]) {
     loop {
-        let doomed = match sns::to_delete(pool, &routes, BATCH).await {
+        let doomed = match sns::to_delete(pool, routes, BATCH).await {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(error = %e, "could not list SNS endpoints to delete; will try again");
